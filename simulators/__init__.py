@@ -1,0 +1,1 @@
+"""A simulated tower: a radiometric world and devices that speak the real protocols."""
