@@ -57,7 +57,7 @@ def test_table_lookup_and_inverse_round_trip_far_below_netd() -> None:
     assert back.dtype == np.float32
     assert np.max(np.abs(back - temps)) < 5e-3
     # Between table nodes the linear interpolation still honours the exact integral.
-    assert float(band_radiance([300.5])[0]) == pytest.approx(band_radiance_exact(300.5), rel=1e-5)
+    assert float(band_radiance([300.5])[0]) == pytest.approx(band_radiance_exact(300.5), rel=5e-5)
 
 
 @pytest.mark.parametrize(
