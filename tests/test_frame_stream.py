@@ -1,0 +1,132 @@
+"""The TCP frame stream: codec on bytes alone, and the driver against the simulated server."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from drivers.base import DriverState
+from drivers.codec_framestream import (
+    HEADER,
+    KIND_THERMAL,
+    KIND_VISIBLE,
+    FrameStreamError,
+    decode_payload,
+    encode_frame,
+    hello,
+    parse_header,
+    parse_hello,
+)
+from drivers.frames_stream import FrameStreamSource, Settings
+from simulators.frame_server import FrameStreamServer, ProducedFrame
+
+
+def test_thermal_frame_round_trips_in_centikelvin_and_saturates_at_655_k() -> None:
+    kelvin = np.array([[290.004, 300.0], [1200.0, np.nan]], dtype=np.float32)
+    data = encode_frame(KIND_THERMAL, kelvin, 7, 1.7e9, pan_deg=12.5, tilt_deg=-0.3, hfov_deg=5.9)
+    header = parse_header(data[: HEADER.size])
+    image = decode_payload(header, data[HEADER.size :])
+    assert header.seq == 7 and header.t == 1.7e9 and header.has_pose and not header.shutter
+    assert math.isclose(header.pan_deg, 12.5, abs_tol=1e-5)
+    assert image.dtype == np.float32
+    assert image[0, 0] == pytest.approx(290.0, abs=0.006)
+    assert image[1, 0] == pytest.approx(655.35, abs=1e-3)  # a 16-bit core saturates here
+    assert image[1, 1] == 0.0  # NaN travels as a dead pixel
+
+
+def test_visible_bgr_frame_without_pose_round_trips() -> None:
+    bgr = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    data = encode_frame(KIND_VISIBLE, bgr, 1, 5.0, shutter=True)
+    header = parse_header(data[: HEADER.size])
+    assert not header.has_pose and header.shutter
+    np.testing.assert_array_equal(decode_payload(header, data[HEADER.size :]), bgr)
+
+
+def test_corrupt_header_and_payload_are_refused_with_their_own_error() -> None:
+    data = bytearray(encode_frame(KIND_THERMAL, np.full((4, 4), 300.0, np.float32), 0, 1.0))
+    with pytest.raises(FrameStreamError, match="magic"):
+        parse_header(b"XXXX" + bytes(data[4 : HEADER.size]))
+    header = parse_header(bytes(data[: HEADER.size]))
+    data[-1] ^= 0xFF
+    with pytest.raises(FrameStreamError, match="CRC"):
+        decode_payload(header, bytes(data[HEADER.size :]))
+    with pytest.raises(FrameStreamError, match="truncated"):
+        decode_payload(header, bytes(data[HEADER.size : -3]))
+    with pytest.raises(FrameStreamError):
+        parse_hello(b"HELLO!!!")
+    assert parse_hello(hello(KIND_VISIBLE)) == KIND_VISIBLE
+
+
+class _Scene:
+    def __init__(self) -> None:
+        self.t = 1_700_000_000.0
+
+    def __call__(self, stream: str) -> ProducedFrame:
+        self.t += 0.1
+        image = np.full((16, 20), 295.0, np.float32)
+        image[8, 10] = 400.0
+        return ProducedFrame(image, self.t, 90.0, -0.5, 5.9, 4.7)
+
+
+def _wait_for(predicate, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_driver_reads_frames_and_recovers_after_the_camera_drops() -> None:
+    server = FrameStreamServer(_Scene(), fps=50.0)
+    server.start()
+    settings = Settings(type="frame_stream", port=server.port, stall_timeout_s=1.0)
+    with FrameStreamSource(settings) as source:
+        frame = source.read(timeout_s=3.0)
+        assert frame is not None and frame.radiometric
+        assert frame.image[8, 10] == pytest.approx(400.0)
+        assert frame.pan_deg == pytest.approx(90.0)
+        assert source.health().state is DriverState.OK
+
+        server.drop()
+        assert _wait_for(lambda: source.health().state is DriverState.FAILED)
+        assert source.health().counters.get("disconnects", 0) >= 1
+        server.restore()
+        assert _wait_for(lambda: source.health().state is DriverState.OK, 10.0)
+        while source.read(timeout_s=0.0) is not None:
+            pass
+        assert source.read(timeout_s=3.0) is not None
+    server.stop()
+
+
+def test_driver_started_before_the_camera_connects_when_it_appears() -> None:
+    server = FrameStreamServer(_Scene(), fps=50.0)
+    server.start()
+    port = server.port
+    server.stop()
+    with FrameStreamSource(Settings(type="frame_stream", port=port)) as source:
+        assert source.read(timeout_s=0.5) is None
+        assert _wait_for(lambda: source.health().last_error is not None)
+        late = FrameStreamServer(_Scene(), fps=50.0, port=port)
+        late.start()
+        try:
+            assert source.read(timeout_s=8.0) is not None
+        finally:
+            late.stop()
+
+
+def test_a_stalled_stream_is_detected_and_reported() -> None:
+    server = FrameStreamServer(_Scene(), fps=50.0)
+    server.start()
+    with FrameStreamSource(
+        Settings(type="frame_stream", port=server.port, stall_timeout_s=0.3)
+    ) as source:
+        assert source.read(timeout_s=3.0) is not None
+        server.stall()
+        assert _wait_for(lambda: "no data" in (source.health().last_error or ""))
+        server.stall(False)
+        assert _wait_for(lambda: source.health().state is DriverState.OK, 10.0)
+    server.stop()
