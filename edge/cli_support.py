@@ -1,0 +1,57 @@
+"""Shared pieces of the CLI subcommands: config options, exit codes, user errors."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from edge.config import ConfigError, TowerConfig, load_config
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # runtime failure (device, network, I/O)
+EXIT_USAGE = 2  # usage or config error
+
+DEFAULT_CONFIG = "config/simulated.yaml"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def config_options(func: F) -> F:
+    """Adds ``--config PATH`` and repeatable ``--set key=value`` to a command."""
+    func = click.option(
+        "--set",
+        "sets",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Override a config key, e.g. --set mqtt.port=1884 (repeatable).",
+    )(func)
+    func = click.option(
+        "--config",
+        "config",
+        default=DEFAULT_CONFIG,
+        show_default=True,
+        type=click.Path(dir_okay=False),
+        help="Tower config file (YAML).",
+    )(func)
+    return func
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    """Print one clear message on stderr and exit with ``code`` (no traceback)."""
+    click.echo(f"towerwatch: {message}", err=True)
+    sys.exit(code)
+
+
+def load_or_exit(path: str, sets: Sequence[str] = ()) -> TowerConfig:
+    """The validated config, or every problem on stderr and exit 2."""
+    try:
+        return load_config(path, sets)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        n = len(exc.problems)
+        click.echo(f"towerwatch: {path}: {n} problem{'s' if n != 1 else ''}", err=True)
+        sys.exit(EXIT_USAGE)

@@ -1,0 +1,1 @@
+"""One module per CLI subcommand, loaded only when that subcommand runs."""

@@ -1,0 +1,502 @@
+"""The one config schema of the daemon: YAML in, frozen typed objects out.
+
+Every field carries its unit in its name, its bounds and a description; unknown keys,
+duplicate keys, wrong types and out-of-range values are refused with one message per
+problem naming file, line and key path. Device sections (thermal, visible, ptz, lidar,
+gnss, relay) are validated by the driver their ``type`` names (drivers.registry).
+Runtime state never lives here: the objects are frozen after load.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import annotated_types
+import yaml
+from pydantic import BaseModel, Field, InstanceOf, ValidationError, model_validator
+
+from drivers.base import StrictSettings
+from drivers.registry import UnknownDriver, driver_module
+from edge.yamlsource import KeyPath, YamlDocument, dotted, load_yaml_file
+
+DEVICE_SECTIONS: dict[str, bool] = {
+    # section → required
+    "thermal": True,
+    "visible": False,
+    "ptz": True,
+    "lidar": False,
+    "gnss": False,
+    "relay": False,
+}
+
+
+class ConfigError(Exception):
+    """The config cannot be used; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+class TowerSettings(StrictSettings):
+    id: str = Field(
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="tower identifier: MQTT topic level and client id (letters, digits, - and _)",
+    )
+    name: str = Field("", max_length=200, description="human-readable tower name")
+    lat: float = Field(ge=-90.0, le=90.0, description="camera position, WGS84 latitude")
+    lon: float = Field(ge=-180.0, le=180.0, description="camera position, WGS84 longitude")
+    ground_elevation_m: float = Field(
+        ge=-500.0, le=9000.0, description="ground at the tower foot, metres above MSL"
+    )
+    mast_height_m: float = Field(
+        ge=0.0, le=500.0, description="camera height above the ground at the tower foot"
+    )
+
+    @property
+    def camera_altitude_m(self) -> float:
+        return self.ground_elevation_m + self.mast_height_m
+
+
+class CameraSettings(StrictSettings):
+    """The thermal camera's optics and sensor (the link budget and geolocation use them)."""
+
+    width_px: int = Field(640, ge=16, le=8192, description="sensor width in pixels")
+    height_px: int = Field(512, ge=16, le=8192, description="sensor height in pixels")
+    pixel_pitch_um: float = Field(12.0, ge=3.0, le=60.0, description="detector pitch")
+    focal_length_mm: float = Field(75.0, ge=3.0, le=1500.0, description="patrol focal length")
+    zoom_focal_length_mm: float = Field(
+        75.0, ge=3.0, le=1500.0, description="longest focal length, used to confirm"
+    )
+    f_number: float = Field(1.0, ge=0.5, le=8.0, description="lens f-number")
+    netd_mk: float = Field(50.0, ge=5.0, le=1000.0, description="noise-equivalent ΔT in mK")
+    lens_efficiency: float = Field(
+        0.8, gt=0.0, le=1.0, description="real lens and crosstalk factor on the peak-pixel flux"
+    )
+    radiometric: bool = Field(True, description="the stream carries calibrated temperatures")
+
+    @model_validator(mode="after")
+    def _zoom_not_shorter(self) -> CameraSettings:
+        if self.zoom_focal_length_mm < self.focal_length_mm:
+            raise ValueError(
+                "zoom_focal_length_mm must be ≥ focal_length_mm "
+                f"({self.zoom_focal_length_mm} < {self.focal_length_mm})"
+            )
+        return self
+
+    def fov_deg(self, focal_length_mm: float, pixels: int) -> float:
+        half_mm = pixels * self.pixel_pitch_um * 1e-3 / 2.0
+        return math.degrees(2.0 * math.atan(half_mm / focal_length_mm))
+
+    @property
+    def hfov_deg(self) -> float:
+        return self.fov_deg(self.focal_length_mm, self.width_px)
+
+    @property
+    def vfov_deg(self) -> float:
+        return self.fov_deg(self.focal_length_mm, self.height_px)
+
+    @property
+    def zoom_hfov_deg(self) -> float:
+        return self.fov_deg(self.zoom_focal_length_mm, self.width_px)
+
+    @property
+    def ifov_mrad(self) -> float:
+        return self.pixel_pitch_um / self.focal_length_mm
+
+
+class WeatherSettings(StrictSettings):
+    """Today's air, for the atmospheric transmittance (until a weather sensor reports it)."""
+
+    air_temp_c: float = Field(10.0, ge=-60.0, le=60.0, description="air temperature")
+    relative_humidity_pct: float = Field(50.0, ge=0.0, le=100.0, description="humidity")
+    visibility_km: float = Field(23.0, gt=0.0, le=300.0, description="meteorological visibility")
+    pressure_hpa: float = Field(1013.25, ge=500.0, le=1100.0, description="air pressure")
+
+
+class MissionFire(StrictSettings):
+    size_m: float = Field(gt=0.0, le=200.0, description="fire front width (square fire)")
+    range_m: float = Field(gt=0.0, le=60000.0, description="range at which it must be seen")
+
+
+class CoverageSettings(StrictSettings):
+    mission_fires: tuple[MissionFire, ...] = Field(
+        (MissionFire(size_m=2.0, range_m=10000.0), MissionFire(size_m=6.0, range_m=20000.0)),
+        description="fires the tower must detect; status reports the range they are seen at today",
+    )
+    required_range_m: float = Field(
+        20000.0, gt=0.0, le=60000.0, description="below this detection range the tower is degraded"
+    )
+
+
+class KnownSource(StrictSettings):
+    """A permanent heat source mapped at commissioning (flare stack, pipeline, pump...)."""
+
+    name: str = Field(min_length=1, max_length=100)
+    kind: Literal["flare", "pipeline", "pumping_unit", "chimney", "building", "other"] = "other"
+    lat: float = Field(ge=-90.0, le=90.0)
+    lon: float = Field(ge=-180.0, le=180.0)
+    height_m: float = Field(0.0, ge=0.0, le=500.0, description="hot part above the ground")
+    radius_m: float = Field(30.0, gt=0.0, le=5000.0, description="extent to exclude around it")
+
+
+class DetectionSettings(StrictSettings):
+    """Thermal hotspot thresholds (algorithms.md §2); day and night pairs."""
+
+    k_sigma_day: float = Field(4.0, ge=1.0, le=20.0, description="contextual test k·δ, day")
+    k_sigma_night: float = Field(3.5, ge=1.0, le=20.0, description="contextual test k·δ, night")
+    min_excess_day_k: float = Field(10.0, ge=0.5, le=200.0, description="ΔT_min by day")
+    min_excess_night_k: float = Field(6.0, ge=0.5, le=200.0, description="ΔT_min by night")
+    absolute_day_k: float = Field(360.0, ge=300.0, le=2000.0, description="absolute branch, day")
+    absolute_night_k: float = Field(
+        330.0, ge=280.0, le=2000.0, description="absolute branch, night"
+    )
+    sun_elevation_day_deg: float = Field(
+        -3.0, ge=-18.0, le=20.0, description="sun elevation above which day thresholds apply"
+    )
+
+
+class PatrolSettings(StrictSettings):
+    azimuth_start_deg: float = Field(0.0, ge=0.0, lt=360.0, description="sector start, clockwise")
+    azimuth_span_deg: float = Field(360.0, gt=0.0, le=360.0, description="sector width")
+    tilt_deg: float = Field(-0.3, ge=-30.0, le=30.0, description="elevation of the patrol row")
+    overlap_fraction: float = Field(0.1, ge=0.0, le=0.5, description="overlap between stops")
+    settle_s: float = Field(
+        0.5, ge=0.0, le=10.0, description="wait after a move before frames count"
+    )
+    dwell_s: float = Field(2.0, gt=0.0, le=60.0, description="time spent looking at each stop")
+    presets: tuple[str, ...] = Field(
+        (), description="patrol through these head presets instead of an automatic tiling"
+    )
+    sun_avoidance_margin_deg: float = Field(
+        5.0, ge=0.0, le=45.0, description="keep the sun this far outside the field of view"
+    )
+
+
+class ConfirmationSettings(StrictSettings):
+    """The fire-point localisation scan (algorithms.md §4)."""
+
+    settle_s: float = Field(1.0, ge=0.0, le=10.0, description="wait after centring and zooming")
+    dwell_s: float = Field(10.0, ge=5.0, le=30.0, description="re-measurement time")
+    persistence_fraction: float = Field(0.8, gt=0.0, le=1.0, description="frames that must see it")
+    revisit_after_s: float = Field(60.0, ge=5.0, le=3600.0, description="when undecided")
+    max_revisits: int = Field(3, ge=0, le=10, description="undecided revisits before dismissal")
+    dismissed_memory_s: float = Field(
+        1800.0, ge=0.0, le=86400.0, description="how long a dismissed spot is ignored"
+    )
+
+
+class AlarmSettings(StrictSettings):
+    clear_after_s: float = Field(600.0, ge=10.0, le=86400.0, description="fire gone this long")
+    update_min_interval_s: float = Field(30.0, ge=1.0, le=3600.0, description="rate limit")
+    merge_radius_m: float = Field(500.0, ge=10.0, le=20000.0, description="same fire within this")
+    revisit_interval_s: float = Field(
+        120.0, ge=10.0, le=3600.0, description="re-look at open fires"
+    )
+
+
+class GeolocationSettings(StrictSettings):
+    sigma_pan_deg: float = Field(0.05, ge=0.0, le=5.0, description="pan accuracy after calibration")
+    sigma_tilt_deg: float = Field(0.05, ge=0.0, le=5.0, description="tilt accuracy")
+    refraction_k: float = Field(0.13, ge=-4.0, le=16.0, description="refraction coefficient")
+    sigma_refraction_k: float = Field(0.3, ge=0.0, le=10.0, description="its uncertainty")
+    dem_path: Path | None = Field(None, description="terrain model; flat ground when absent")
+    sigma_dem_m: float = Field(2.0, ge=0.0, le=100.0, description="terrain height uncertainty")
+    canopy_height_m: float = Field(2.0, ge=0.0, le=60.0, description="reed or forest height")
+    max_range_m: float = Field(30000.0, gt=0.0, le=100000.0, description="farthest ground hit")
+
+
+class TlsSettings(StrictSettings):
+    ca_file: Path = Field(description="CA bundle that signed the broker's certificate")
+    cert_file: Path | None = Field(None, description="client certificate (mutual TLS)")
+    key_secret: str | None = Field(None, description="secret name of the client key file")
+
+
+class MqttSettings(StrictSettings):
+    host: str = Field("127.0.0.1", min_length=1, description="hub broker host")
+    port: int = Field(1883, ge=1, le=65535, description="hub broker port")
+    topic_prefix: str = Field(
+        "towerwatch", pattern=r"^[^#+/][^#+]*$", description="topic root before the tower id"
+    )
+    client_id: str | None = Field(None, description="defaults to the tower id")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keep-alive")
+    session_expiry_s: int = Field(7 * 86400, ge=0, le=2**31, description="broker keeps our session")
+    username: str | None = Field(None, description="broker user")
+    password_secret: str | None = Field(None, description="secret name holding the password")
+    tls: TlsSettings | None = None
+    status_interval_s: float = Field(30.0, ge=1.0, le=3600.0, description="heartbeat period")
+
+
+class StorageSettings(StrictSettings):
+    state_dir: Path = Field(Path("/var/lib/towerwatch"), description="outbox, alarms, snapshots")
+    outbox_max_messages: int = Field(10000, ge=10, le=10_000_000, description="outbox size cap")
+
+
+class LoggingSettings(StrictSettings):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: human-readable on a terminal, JSON lines otherwise"
+    )
+
+
+class SecretsSettings(StrictSettings):
+    directory: Path | None = Field(
+        None,
+        description="folder of secret files; default: systemd's $CREDENTIALS_DIRECTORY",
+    )
+
+
+DriverSection = InstanceOf[StrictSettings]
+
+
+class TowerConfig(StrictSettings):
+    """The whole daemon config (one file per tower)."""
+
+    schema_version: Literal[1] = Field(description="config schema version")
+    tower: TowerSettings
+    camera: CameraSettings = CameraSettings()
+    thermal: DriverSection
+    visible: DriverSection | None = None
+    ptz: DriverSection
+    lidar: DriverSection | None = None
+    gnss: DriverSection | None = None
+    relay: DriverSection | None = None
+    weather: WeatherSettings = WeatherSettings()
+    coverage: CoverageSettings = CoverageSettings()
+    known_sources: tuple[KnownSource, ...] = ()
+    detection: DetectionSettings = DetectionSettings()
+    patrol: PatrolSettings = PatrolSettings()
+    confirmation: ConfirmationSettings = ConfirmationSettings()
+    alarm: AlarmSettings = AlarmSettings()
+    geolocation: GeolocationSettings = GeolocationSettings()
+    mqtt: MqttSettings = MqttSettings()
+    storage: StorageSettings = StorageSettings()
+    logging: LoggingSettings = LoggingSettings()
+    secrets: SecretsSettings = SecretsSettings()
+
+    def secrets_directory(self) -> Path | None:
+        if self.secrets.directory is not None:
+            return self.secrets.directory
+        env = os.environ.get("CREDENTIALS_DIRECTORY")
+        return Path(env) if env else None
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _walk_fields(model: type[BaseModel], loc: Sequence[str | int]) -> tuple[Any, Any]:
+    """(FieldInfo of the last key, the model class found there) along ``loc``."""
+    current: Any = model
+    info = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None, None
+        info = current.model_fields.get(part)
+        if info is None:
+            return None, None
+        current = info.annotation
+        # Optional[Model] / tuple[Model, ...]: step into the model
+        for candidate in getattr(current, "__args__", ()) or ():
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                current = candidate
+    return info, current
+
+
+def _bounds_of(model: type[BaseModel], loc: Sequence[str | int]) -> tuple[Any, Any]:
+    """(lower, upper) bounds declared for the field at ``loc``, for readable messages."""
+    info, _ = _walk_fields(model, loc)
+    low = high = None
+    for meta in info.metadata if info is not None else ():
+        if isinstance(meta, annotated_types.Ge | annotated_types.Gt):
+            low = getattr(meta, "ge", getattr(meta, "gt", None))
+        if isinstance(meta, annotated_types.Le | annotated_types.Lt):
+            high = getattr(meta, "le", getattr(meta, "lt", None))
+    return low, high
+
+
+def _fields_at(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
+    current: Any = model if not loc else _walk_fields(model, loc)[1]
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _describe(error: Any, model: type[BaseModel], loc: Sequence[str | int]) -> str:
+    kind = error["type"]
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        allowed = ""
+        fields = _fields_at(model, loc[:-1])
+        if fields:
+            allowed = f" (allowed: {', '.join(sorted(fields))})"
+        return f"unknown key{allowed}"
+    if kind == "missing":
+        return "required key is missing"
+    if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
+        low, high = _bounds_of(model, loc)
+        if low is not None and high is not None:
+            return f"must be {low}-{high}, got {value!r}"
+        return f"{error['msg'].lower()}, got {value!r}"
+    if kind in {"int_parsing", "int_type", "int_from_float"}:
+        return f"must be a whole number, got {value!r}"
+    if kind in {"float_parsing", "float_type", "finite_number"}:
+        return f"must be a number, got {value!r}"
+    if kind in {"bool_parsing", "bool_type"}:
+        return f"must be true or false, got {value!r}"
+    if kind in {"string_type"}:
+        return f"must be text, got {value!r}"
+    if kind == "literal_error":
+        return f"{error['msg'].lower()}, got {value!r}"
+    if kind == "string_pattern_mismatch":
+        return f"{value!r} is not allowed here ({error['msg'].lower()})"
+    if kind in {"model_type", "dict_type"}:
+        return f"must be a mapping of keys, got {value!r}"
+    return f"{error['msg']}, got {value!r}" if value is not None else str(error["msg"])
+
+
+def _report(
+    exc: ValidationError,
+    model: type[BaseModel],
+    prefix: KeyPath,
+    doc: YamlDocument,
+    overrides: dict[KeyPath, str],
+) -> list[str]:
+    problems = []
+    for error in exc.errors():
+        loc: tuple[str | int, ...] = tuple(
+            part for part in error["loc"] if isinstance(part, str | int)
+        )
+        # pydantic puts model-level (after-validator) errors at the model's own loc
+        full = (*prefix, *loc)
+        where = _where(full, doc, overrides)
+        message = _describe(error, model, loc)
+        if error["type"] == "value_error":
+            message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{where}: {dotted(full)}: {message}")
+    return problems
+
+
+def _where(path: KeyPath, doc: YamlDocument, overrides: dict[KeyPath, str]) -> str:
+    for n in range(len(path), 0, -1):
+        if path[:n] in overrides:
+            return overrides[path[:n]]
+    return doc.where(path)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _apply_override(data: dict[str, Any], assignment: str) -> tuple[KeyPath, str | None]:
+    """Apply one ``--set a.b.c=value``; returns the path, or an error message."""
+    key, sep, raw_value = assignment.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        return (), f"--set {assignment}: expected KEY=VALUE, e.g. --set mqtt.port=1884"
+    parts = key.split(".")
+    if any(not part for part in parts):
+        return (), f"--set {assignment}: {key!r} is not a key path"
+    try:
+        value = yaml.safe_load(raw_value) if raw_value.strip() else ""
+    except yaml.YAMLError as exc:
+        return (), f"--set {assignment}: value is not valid YAML: {exc}"
+    node: Any = data
+    for part in parts[:-1]:
+        child = node.get(part) if isinstance(node, dict) else None
+        if child is None:
+            child = {}
+            node[part] = child
+        if not isinstance(child, dict):
+            return (), f"--set {assignment}: {part!r} is not a section"
+        node = child
+    node[parts[-1]] = value
+    return tuple(parts), None
+
+
+def _validate_devices(
+    data: dict[str, Any], doc: YamlDocument, overrides: dict[KeyPath, str]
+) -> list[str]:
+    """Replace each device section by its driver's Settings; return the problems found."""
+    problems: list[str] = []
+    for section, required in DEVICE_SECTIONS.items():
+        raw = data.get(section)
+        path: KeyPath = (section,)
+        if raw is None:
+            if required:
+                problems.append(
+                    f"{_where(path, doc, overrides)}: {section}: required section is missing"
+                )
+            continue
+        if not isinstance(raw, dict):
+            problems.append(
+                f"{_where(path, doc, overrides)}: {section}: must be a mapping with a 'type'"
+            )
+            continue
+        type_name = raw.get("type")
+        if not isinstance(type_name, str):
+            problems.append(
+                f"{_where(path, doc, overrides)}: {section}.type: required; names the driver"
+            )
+            continue
+        try:
+            module = driver_module(section, type_name)
+        except UnknownDriver as exc:
+            problems.append(f"{_where((*path, 'type'), doc, overrides)}: {section}.type: {exc}")
+            continue
+        except ImportError as exc:
+            problems.append(
+                f"{_where((*path, 'type'), doc, overrides)}: {section}.type: driver {type_name!r} "
+                f"cannot be loaded: {exc}"
+            )
+            continue
+        settings_cls = module.Settings
+        try:
+            data[section] = settings_cls.model_validate(raw)
+        except ValidationError as exc:
+            problems.extend(_report(exc, settings_cls, path, doc, overrides))
+    return problems
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> TowerConfig:
+    """Load, override and validate a config file; raises ConfigError listing every problem."""
+    doc = load_yaml_file(Path(path))
+    problems = list(doc.problems)
+    data = doc.data
+    if not problems and not isinstance(data, dict):
+        problems.append(f"{doc.source}:1: the config must be a mapping of sections")
+    if problems:
+        raise ConfigError(problems)
+    assert isinstance(data, dict)
+    override_sources: dict[KeyPath, str] = {}
+    for assignment in overrides:
+        key_path, error = _apply_override(data, assignment)
+        if error:
+            problems.append(error)
+        else:
+            override_sources[key_path] = f"--set {assignment}"
+    problems.extend(_validate_devices(data, doc, override_sources))
+    # Device sections that failed are dropped so their errors are not reported twice.
+    for section in DEVICE_SECTIONS:
+        if isinstance(data.get(section), dict):
+            data.pop(section)
+    try:
+        config = TowerConfig.model_validate(data)
+    except ValidationError as exc:
+        for problem in _report(exc, TowerConfig, (), doc, override_sources):
+            is_dropped_device = any(
+                f": {section}: required key is missing" in problem for section in DEVICE_SECTIONS
+            )
+            if not is_dropped_device:
+                problems.append(problem)
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return config

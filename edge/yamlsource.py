@@ -1,0 +1,113 @@
+"""YAML → plain Python values with the line of every key, refusing duplicate keys.
+
+PyYAML's safe_load silently keeps the last of two equal keys and forgets where each value
+came from; a field technician needs both: `tower.yaml:14: mqtt.port: ...`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+KeyPath = tuple[str | int, ...]
+
+
+@dataclass
+class YamlDocument:
+    """Parsed YAML plus where each key path was written and the problems found on the way."""
+
+    source: str
+    data: Any
+    lines: dict[KeyPath, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def where(self, path: KeyPath) -> str:
+        """`file:line` of the deepest written prefix of ``path``."""
+        for n in range(len(path), -1, -1):
+            line = self.lines.get(path[:n])
+            if line is not None:
+                return f"{self.source}:{line}"
+        return self.source
+
+
+def dotted(path: KeyPath) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out or "(top level)"
+
+
+def _convert(node: yaml.Node, path: KeyPath, doc: YamlDocument, loader: yaml.SafeLoader) -> Any:
+    doc.lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, str):
+                doc.problems.append(
+                    f"{doc.source}:{line}: {dotted(path)}: key {key!r} must be text"
+                )
+                continue
+            child = (*path, key)
+            if key in out:
+                first = doc.lines.get(child, "?")
+                doc.problems.append(
+                    f"{doc.source}:{line}: {dotted(child)}: duplicate key "
+                    f"(first given on line {first}); remove one of them"
+                )
+                continue
+            doc.lines[child] = line
+            out[key] = _convert(value_node, child, doc, loader)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_convert(item, (*path, i), doc, loader) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def parse_yaml(text: str, source: str) -> YamlDocument:
+    """Parse one YAML document; syntax errors become one problem with its line."""
+    doc = YamlDocument(source=source, data=None)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else "?"
+        doc.problems.append(f"{source}:{line}: YAML syntax error: {exc.problem}")
+        return doc
+    except yaml.YAMLError as exc:
+        doc.problems.append(f"{source}: YAML error: {exc}")
+        return doc
+    if node is None:
+        doc.data = {}
+        return doc
+    loader = yaml.SafeLoader("")
+    try:
+        doc.data = _convert(node, (), doc, loader)
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else "?"
+        doc.problems.append(f"{source}:{line}: {exc.problem}")
+    finally:
+        loader.dispose()
+    return doc
+
+
+def load_yaml_file(path: Path) -> YamlDocument:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        doc = YamlDocument(source=str(path), data=None)
+        doc.problems.append(f"{path}: no such file")
+        return doc
+    except (OSError, UnicodeDecodeError) as exc:
+        doc = YamlDocument(source=str(path), data=None)
+        doc.problems.append(f"{path}: cannot read: {exc}")
+        return doc
+    return parse_yaml(text, str(path))
