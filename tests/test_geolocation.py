@@ -1,0 +1,334 @@
+"""Geolocation: pixel → ray → curved earth, DEM or lidar, with a Monte-Carlo uncertainty (algorithms.md §7)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from edge.dem import Dem, GridGeometry
+from edge.geodesy import destination, distance_bearing
+from edge.geolocation import (
+    ErrorModel,
+    Lens,
+    Pose,
+    TowerSite,
+    bearing_elevation_pixel,
+    bearing_elevation_to,
+    flat_ground_range_sigma_m,
+    geolocate,
+    geolocate_pixel,
+    pixel_bearing_elevation,
+    pixel_ray_enu,
+)
+
+TOWER_LAT, TOWER_LON = 47.0, 19.0
+NO_ERRORS = ErrorModel(
+    sigma_pan_deg=0.0, sigma_tilt_deg=0.0, sigma_k=0.0, sigma_dem_m=0.0, sigma_lidar_m=0.0
+)
+# A 640 × 512 thermal core with 17 µm pixels behind a 75 mm lens.
+LENS = Lens.from_physical(75.0, 17.0, 640, 512)
+
+
+def local_dem(heights_fn, half_size_m: float = 15_000.0, step_m: float = 30.0) -> Dem:
+    """A north-up DEM on the tangent plane at the tower: heights_fn(east_m, north_m)."""
+    axis = np.arange(-half_size_m, half_size_m + step_m / 2, step_m)
+    east, north = np.meshgrid(axis, axis[::-1])
+    geometry = GridGeometry(
+        "local",
+        origin_row=half_size_m,
+        origin_col=-half_size_m,
+        step_row=-step_m,
+        step_col=step_m,
+        reference_lat=TOWER_LAT,
+        reference_lon=TOWER_LON,
+    )
+    return Dem(heights_fn(east, north), geometry)
+
+
+def ridge_north_of_tower(east: np.ndarray, north: np.ndarray) -> np.ndarray:
+    """150 m high east–west ridge crossing 6 km north of the tower."""
+    return 150.0 * np.exp(-(((north - 6000.0) / 400.0) ** 2)) + 0.0 * east
+
+
+# --- ray construction -----------------------------------------------------------------
+
+
+def test_focal_length_in_pixels_from_lens_and_pitch() -> None:
+    assert LENS.focal_length_px == pytest.approx(75.0e-3 / 17.0e-6)
+    assert (LENS.cx_px, LENS.cy_px) == (319.5, 255.5)
+
+
+def test_principal_point_looks_along_pan_and_tilt() -> None:
+    pose = Pose(pan_deg=123.4, tilt_deg=-1.5)
+    bearing, elevation = pixel_bearing_elevation(LENS.cx_px, LENS.cy_px, pose, LENS)
+    assert bearing == pytest.approx(123.4, abs=1e-9)
+    assert elevation == pytest.approx(-1.5, abs=1e-9)
+
+
+def test_image_right_is_clockwise_and_image_up_is_higher() -> None:
+    pose = Pose(pan_deg=10.0, tilt_deg=0.0)
+    f = LENS.focal_length_px
+    b_right, el_right = pixel_bearing_elevation(LENS.cx_px + 100.0, LENS.cy_px, pose, LENS)
+    assert b_right == pytest.approx(10.0 + math.degrees(math.atan(100.0 / f)), abs=1e-9)
+    assert el_right == pytest.approx(0.0, abs=1e-9)
+    b_up, el_up = pixel_bearing_elevation(LENS.cx_px, LENS.cy_px - 100.0, pose, LENS)
+    assert b_up == pytest.approx(10.0, abs=1e-9)
+    assert el_up == pytest.approx(math.degrees(math.atan(100.0 / f)), abs=1e-9)
+
+
+def test_pan_and_tilt_rotate_the_ray_as_the_enu_chain_says() -> None:
+    # Pan 90° looks east; tilt −30° looks down: d = (cos 30°, 0, −sin 30°).
+    d = pixel_ray_enu(LENS.cx_px, LENS.cy_px, Pose(90.0, -30.0), LENS)
+    assert np.allclose(d, (math.cos(math.radians(30)), 0.0, -0.5), atol=1e-12)
+
+
+def test_roll_turns_image_right_toward_image_down() -> None:
+    # With +90° roll the image's x axis points down: a pixel right of centre looks lower.
+    _, elevation = pixel_bearing_elevation(
+        LENS.cx_px + 100.0, LENS.cy_px, Pose(0.0, 0.0, 90.0), LENS
+    )
+    assert elevation == pytest.approx(-math.degrees(math.atan(100.0 / LENS.focal_length_px)))
+
+
+def test_undistortion_inverts_brown_conrady() -> None:
+    lens = Lens(
+        focal_length_px=1000.0, cx_px=320.0, cy_px=256.0, k1=-0.2, k2=0.05, p1=1e-3, p2=-5e-4
+    )
+    x = np.array([-0.3, 0.0, 0.1, 0.25])
+    y = np.array([0.2, 0.0, -0.25, 0.22])
+    u, v = lens.pixel(x, y)
+    assert not np.allclose(u, 320.0 + 1000.0 * x)  # distortion really moves the pixels
+    x2, y2 = lens.normalised(u, v)
+    assert np.allclose(x2, x, atol=1e-9) and np.allclose(y2, y, atol=1e-9)
+
+
+def test_direction_to_pixel_inverts_pixel_to_direction() -> None:
+    lens = Lens(focal_length_px=900.0, cx_px=330.0, cy_px=250.0, k1=-0.1, p2=2e-4)
+    pose = Pose(pan_deg=359.0, tilt_deg=-2.0, roll_deg=0.7)
+    u = np.array([5.0, 330.0, 600.0])
+    v = np.array([500.0, 250.0, 10.0])
+    d = pixel_ray_enu(u, v, pose, lens)
+    bearing = np.degrees(np.arctan2(d[:, 0], d[:, 1]))
+    elevation = np.degrees(np.arcsin(d[:, 2]))
+    u2, v2 = bearing_elevation_pixel(bearing, elevation, pose, lens)
+    assert np.allclose(u2, u, atol=1e-6) and np.allclose(v2, v, atol=1e-6)
+    behind_u, _ = bearing_elevation_pixel(179.0, 0.0, pose, lens)
+    assert np.isnan(behind_u)
+
+
+# --- curved earth (algorithms.md §8 scenarios 16 and 17) --------------------------------
+
+
+def test_scenario_16_sea_level_point_at_10_km_from_a_40_m_tower() -> None:
+    tower = TowerSite(TOWER_LAT, TOWER_LON, 40.0)
+    g = geolocate(tower, 77.0, -0.2683, k=0.13, errors=NO_ERRORS)
+    assert g.range_source == "earth"
+    assert g.range_m == pytest.approx(10_000.0, abs=1.0)
+    # A flat-earth model would put it at h / tan(depression) = 8.54 km.
+    assert 40.0 / math.tan(math.radians(0.2683)) == pytest.approx(8541.0, abs=1.0)
+    assert g.lat is not None and g.lon is not None
+    d, bearing = distance_bearing(TOWER_LAT, TOWER_LON, g.lat, g.lon)
+    assert d == pytest.approx(10_000.0, abs=1.0)
+    assert bearing == pytest.approx(77.0, abs=1e-9)
+
+
+def test_scenario_17_flat_ground_from_50_m_is_bearing_only() -> None:
+    tower = TowerSite(TOWER_LAT, TOWER_LON, 50.0)
+    _, elevation = bearing_elevation_to(
+        tower, *destination(TOWER_LAT, TOWER_LON, 200.0, 10_000.0), 0.0
+    )
+    errors = ErrorModel(sigma_pan_deg=0.05, sigma_tilt_deg=0.05, sigma_k=0.0, sigma_dem_m=0.0)
+    g = geolocate(tower, 200.0, elevation, errors=errors)
+    assert g.bearing_only
+    assert g.range_sigma_m > 1000.0
+    # The honest answer is an interval several kilometres long around the true range.
+    assert g.range_min_m < 8500.0 and g.range_max_m > 12_000.0
+    assert g.semi_major_m is not None and g.semi_major_m > 2000.0
+    assert g.orientation_deg == pytest.approx(20.0, abs=1.0)  # elongated along the bearing
+
+
+@pytest.mark.parametrize(
+    ("height_m", "range_m", "expected_km"),
+    [
+        (30.0, 10_000.0, 3.8),
+        (50.0, 10_000.0, 2.0),
+        (50.0, 20_000.0, 15.0),
+        (100.0, 10_000.0, 0.9),
+        (100.0, 20_000.0, 4.8),
+    ],
+)
+def test_flat_ground_range_error_table(height_m: float, range_m: float, expected_km: float) -> None:
+    sigma = flat_ground_range_sigma_m(height_m, range_m, 0.05, k=0.13)
+    assert sigma / 1000.0 == pytest.approx(expected_km, rel=0.06)
+
+
+def test_monte_carlo_range_spread_matches_the_linearised_error_where_it_applies() -> None:
+    # 100 m tower, 10 km: ±0.9 km is small enough for the linearisation to hold.
+    tower = TowerSite(TOWER_LAT, TOWER_LON, 100.0)
+    _, elevation = bearing_elevation_to(
+        tower, *destination(TOWER_LAT, TOWER_LON, 0.0, 10_000.0), 0.0
+    )
+    errors = ErrorModel(0.0, 0.05, 0.0, 0.0, samples=2000, seed=3)
+    g = geolocate(tower, 0.0, elevation, errors=errors)
+    assert g.range_sigma_m == pytest.approx(
+        flat_ground_range_sigma_m(100.0, 10_000.0, 0.05), rel=0.1
+    )
+
+
+def test_ray_above_the_horizon_gives_no_point() -> None:
+    tower = TowerSite(TOWER_LAT, TOWER_LON, 40.0)
+    g = geolocate(tower, 45.0, 0.5)
+    assert g.bearing_only and g.lat is None and g.range_m is None and g.semi_major_m is None
+    assert g.range_max_m == 30_000.0
+
+
+def test_canopy_stops_the_ray_earlier() -> None:
+    tower = TowerSite(TOWER_LAT, TOWER_LON, 40.0)
+    bare = geolocate(tower, 0.0, -0.2683, errors=NO_ERRORS)
+    forest = geolocate(tower, 0.0, -0.2683, canopy_height_m=20.0, errors=NO_ERRORS)
+    assert bare.range_m is not None and forest.range_m is not None
+    assert forest.range_m < bare.range_m - 1000.0
+    assert forest.height_m == pytest.approx(20.0, abs=1e-6)
+
+
+# --- lateral error (algorithms.md §7 table) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sigma_pan_deg", "range_m", "lateral_1sigma_m"),
+    [
+        (0.01, 10_000.0, 1.7),
+        (0.01, 20_000.0, 3.5),
+        (0.05, 10_000.0, 8.7),
+        (0.05, 20_000.0, 17.5),
+        (0.1, 10_000.0, 17.5),
+        (0.1, 20_000.0, 35.0),
+    ],
+)
+def test_lateral_error_is_range_times_pan_sigma(
+    sigma_pan_deg: float, range_m: float, lateral_1sigma_m: float
+) -> None:
+    tower = TowerSite(TOWER_LAT, TOWER_LON, 40.0)
+    errors = ErrorModel(sigma_pan_deg, 0.0, 0.0, 0.0, 0.0, samples=4000, seed=11)
+    g = geolocate(tower, 300.0, -0.2, lidar_range_m=range_m, errors=errors)
+    assert g.semi_major_m is not None and g.orientation_deg is not None
+    one_sigma = g.semi_major_m / math.sqrt(5.991)
+    assert one_sigma == pytest.approx(lateral_1sigma_m, rel=0.06)
+    assert one_sigma == pytest.approx(range_m * math.radians(sigma_pan_deg), rel=0.04)
+    assert g.orientation_deg == pytest.approx(30.0, abs=0.5)  # across the 300° bearing
+
+
+# --- lidar ------------------------------------------------------------------------------
+
+
+def test_lidar_range_takes_precedence_over_terrain() -> None:
+    tower = TowerSite(TOWER_LAT, TOWER_LON, 40.0)
+    dem = local_dem(ridge_north_of_tower)
+    g = geolocate(tower, 0.0, -0.2683, terrain=dem, lidar_range_m=3000.0, errors=NO_ERRORS)
+    assert g.range_source == "lidar"
+    assert g.range_m == pytest.approx(3000.0 * math.cos(math.radians(0.2683)), abs=1e-6)
+    assert not g.bearing_only
+
+
+def test_lidar_fix_has_a_small_ellipse_along_and_across_the_bearing() -> None:
+    tower = TowerSite(TOWER_LAT, TOWER_LON, 40.0)
+    errors = ErrorModel(sigma_pan_deg=0.05, sigma_lidar_m=30.0, samples=2000)
+    g = geolocate(tower, 90.0, -0.3, lidar_range_m=10_000.0, errors=errors)
+    assert g.semi_major_m == pytest.approx(math.sqrt(5.991) * 30.0, rel=0.08)
+    assert g.semi_minor_m == pytest.approx(math.sqrt(5.991) * 8.73, rel=0.08)
+    assert g.orientation_deg == pytest.approx(90.0, abs=2.0)
+    assert g.range_min_m < 10_000.0 - 40.0 and g.range_max_m > 10_000.0 + 40.0
+
+
+# --- DEM intersection -------------------------------------------------------------------
+
+
+def test_ridge_in_the_dem_stops_the_ray() -> None:
+    tower = TowerSite(TOWER_LAT, TOWER_LON, 40.0)
+    dem = local_dem(ridge_north_of_tower)
+    # Aimed at a sea-level point 10 km north, behind the ridge.
+    g = geolocate(tower, 0.0, -0.2683, terrain=dem, errors=NO_ERRORS)
+    assert g.range_source == "terrain"
+    assert g.range_m is not None and 5000.0 < g.range_m < 6000.0
+    assert g.height_m is not None and g.lat is not None and g.lon is not None
+    assert g.height_m == pytest.approx(float(dem.height_m(g.lat, g.lon)), abs=0.05)
+
+
+def test_dem_at_sea_level_agrees_with_the_curved_earth_solution() -> None:
+    tower = TowerSite(TOWER_LAT, TOWER_LON, 40.0)
+    dem = local_dem(lambda e, n: 0.0 * e)
+    over_dem = geolocate(tower, 33.0, -0.2683, terrain=dem, errors=NO_ERRORS)
+    over_earth = geolocate(tower, 33.0, -0.2683, errors=NO_ERRORS)
+    assert over_dem.range_m is not None and over_earth.range_m is not None
+    assert over_dem.range_m == pytest.approx(over_earth.range_m, abs=0.5)
+
+
+def test_ray_leaving_the_dem_without_meeting_it_gives_no_point() -> None:
+    tower = TowerSite(TOWER_LAT, TOWER_LON, 40.0)
+    dem = local_dem(lambda e, n: 0.0 * e, half_size_m=5000.0)
+    g = geolocate(tower, 0.0, -0.2683, terrain=dem, errors=NO_ERRORS)
+    assert g.lat is None and g.bearing_only and g.range_source == "terrain"
+
+
+def test_steep_terrain_gives_a_point_with_a_tight_ellipse() -> None:
+    tower = TowerSite(TOWER_LAT, TOWER_LON, 40.0)
+    dem = local_dem(ridge_north_of_tower)
+    g = geolocate(tower, 0.0, -0.2683, terrain=dem, errors=ErrorModel())
+    assert not g.bearing_only
+    assert g.semi_major_m is not None and g.semi_major_m < 300.0
+    assert g.range_max_m - g.range_min_m < 600.0
+
+
+def test_tower_below_the_dem_surface_is_refused() -> None:
+    dem = local_dem(lambda e, n: 0.0 * e + 120.0)
+    with pytest.raises(ValueError, match="tower height_m"):
+        geolocate(TowerSite(TOWER_LAT, TOWER_LON, 100.0), 0.0, -1.0, terrain=dem)
+
+
+def test_monte_carlo_is_reproducible_for_a_seed() -> None:
+    tower = TowerSite(TOWER_LAT, TOWER_LON, 40.0)
+    dem = local_dem(ridge_north_of_tower)
+    a = geolocate(tower, 0.0, -0.2683, terrain=dem, errors=ErrorModel(seed=5))
+    b = geolocate(tower, 0.0, -0.2683, terrain=dem, errors=ErrorModel(seed=5))
+    assert a == b
+
+
+# --- inverse: point the head at a position ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bearing_deg", "distance_m"), [(10.0, 3000.0), (181.0, 5500.0), (275.0, 9000.0)]
+)
+def test_round_trip_position_to_pixel_to_position_over_a_dem(
+    bearing_deg: float, distance_m: float
+) -> None:
+    # High enough above the 10–50 m swell that none of the targets is hidden behind it.
+    tower = TowerSite(TOWER_LAT, TOWER_LON, 250.0)
+    dem = local_dem(lambda e, n: 30.0 + 20.0 * np.sin(e / 900.0) * np.cos(n / 1300.0))
+    lat, lon = destination(TOWER_LAT, TOWER_LON, bearing_deg, distance_m)
+    height = float(dem.height_m(lat, lon))
+    pan, tilt = bearing_elevation_to(tower, lat, lon, height)
+    # The target sits off-centre in a rolled image with a little distortion.
+    lens = Lens.from_physical(75.0, 17.0, 640, 512, k1=-0.05)
+    pose = Pose(pan_deg=pan - 0.8, tilt_deg=tilt + 0.3, roll_deg=0.4)
+    u, v = bearing_elevation_pixel(pan, tilt, pose, lens)
+    g = geolocate_pixel(tower, float(u), float(v), pose, lens, terrain=dem, errors=NO_ERRORS)
+    assert g.lat is not None and g.lon is not None
+    miss_m, _ = distance_bearing(lat, lon, g.lat, g.lon)
+    assert miss_m < 1.0
+
+
+def test_round_trip_on_the_curved_earth() -> None:
+    tower = TowerSite(TOWER_LAT, TOWER_LON, 45.0)
+    lat, lon = destination(TOWER_LAT, TOWER_LON, 250.0, 12_000.0)
+    pan, tilt = bearing_elevation_to(tower, lat, lon, 5.0, k=0.2)
+    g = geolocate(tower, pan, tilt, ground_elevation_m=5.0, k=0.2, errors=NO_ERRORS)
+    assert g.lat is not None and g.lon is not None
+    assert distance_bearing(lat, lon, g.lat, g.lon)[0] < 0.05
+
+
+def test_pointing_at_the_tower_itself_is_refused() -> None:
+    with pytest.raises(ValueError, match="tower"):
+        bearing_elevation_to(TowerSite(TOWER_LAT, TOWER_LON, 40.0), TOWER_LAT, TOWER_LON, 0.0)
