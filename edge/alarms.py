@@ -1,0 +1,888 @@
+"""Alarm lifecycle: one alarm per fire, confirmed → updated (rate-limited) → cleared, persisted."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NamedTuple, get_args
+
+import numpy as np
+import structlog
+
+from edge.geodesy import distance_bearing, geodetic_to_enu
+from edge.geolocation import Geolocation
+from edge.messages import AlarmState, RangeSource, build_alarm
+
+log = structlog.get_logger(__name__)
+
+STATE_FORMAT = "towerwatch.alarms/1"
+
+EVIDENCE_SENSORS = ("thermal", "visible", "lidar")
+_RANGE_SOURCES: tuple[str, ...] = get_args(RangeSource)
+
+# Cleared alarms are remembered this many at a time: their ids stay taken and their
+# final message can be queued again after a crash (see AlarmBook.events_for_resend).
+_CLOSED_HISTORY = 32
+
+# Growth slopes over less time than this are noise from two frames of one dwell.
+_MIN_GROWTH_SPAN_S = 1.0
+
+OpenState = Literal["confirmed", "updated"]
+
+
+class ErrorEllipse(NamedTuple):
+    """95 % position ellipse; orientation of the major axis clockwise from north."""
+
+    semi_major_m: float
+    semi_minor_m: float
+    orientation_deg: float
+
+
+def _finite(name: str, value: float | None, *, allow_none: bool = False) -> None:
+    if value is None:
+        if not allow_none:
+            raise ValueError(f"fire observation {name} is required")
+        return
+    if not math.isfinite(value):
+        raise ValueError(f"fire observation {name} must be finite, got {value}")
+
+
+@dataclass(frozen=True)
+class FireObservation:
+    """One look at a fire: where (bearing, and a point unless bearing-only), how big, what saw it.
+
+    `evidence` maps a sensor name (thermal, visible, lidar) to its measurements;
+    `confidence` is the confirmation stage's belief in [0, 1] that this is a fire.
+    """
+
+    t: float
+    bearing_deg: float
+    elevation_deg: float
+    lat: float | None
+    lon: float | None
+    range_m: float | None
+    range_min_m: float | None
+    range_max_m: float | None
+    range_source: RangeSource
+    bearing_only: bool
+    uncertainty: ErrorEllipse | None
+    a_eq_m2: float
+    peak_k: float
+    evidence: dict[str, dict[str, Any]] = field(default_factory=dict)
+    confidence: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("t", "bearing_deg", "elevation_deg", "a_eq_m2", "peak_k", "confidence"):
+            _finite(name, getattr(self, name))
+        for name in ("lat", "lon", "range_m", "range_min_m", "range_max_m"):
+            _finite(name, getattr(self, name), allow_none=True)
+        object.__setattr__(self, "bearing_deg", self.bearing_deg % 360.0)
+        if self.range_source not in _RANGE_SOURCES:
+            raise ValueError(
+                f"fire observation range_source {self.range_source!r} is not one of {_RANGE_SOURCES}"
+            )
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("fire observation lat and lon go together")
+        if not self.bearing_only and (
+            self.lat is None or self.range_m is None or self.uncertainty is None
+        ):
+            raise ValueError(
+                "fire observation needs lat, lon, range_m and uncertainty unless bearing_only"
+            )
+        if self.uncertainty is not None:
+            object.__setattr__(self, "uncertainty", ErrorEllipse(*map(float, self.uncertainty)))
+        if self.a_eq_m2 < 0.0:
+            raise ValueError(f"fire observation a_eq_m2 must be >= 0, got {self.a_eq_m2}")
+        if not 0.0 <= self.confidence <= 1.0:
+            raise ValueError(
+                f"fire observation confidence must be in [0, 1], got {self.confidence}"
+            )
+        unknown = set(self.evidence) - set(EVIDENCE_SENSORS)
+        if unknown:
+            raise ValueError(
+                f"fire observation evidence has unknown sensors {sorted(unknown)}; "
+                f"known: {EVIDENCE_SENSORS}"
+            )
+
+    @property
+    def located(self) -> bool:
+        """True when the observation gives a point, not just a bearing and a range interval."""
+        return not self.bearing_only and self.lat is not None and self.lon is not None
+
+    @classmethod
+    def from_geolocation(
+        cls,
+        geo: Geolocation,
+        *,
+        t: float,
+        a_eq_m2: float,
+        peak_k: float,
+        evidence: Mapping[str, dict[str, Any]] | None = None,
+        confidence: float = 1.0,
+    ) -> FireObservation:
+        """The observation of a located hotspot; a bearing-only fix keeps no point."""
+        located = not geo.bearing_only and geo.lat is not None and geo.lon is not None
+        ellipse = None
+        if located and geo.semi_major_m is not None and geo.semi_minor_m is not None:
+            ellipse = ErrorEllipse(geo.semi_major_m, geo.semi_minor_m, geo.orientation_deg or 0.0)
+        return cls(
+            t=t,
+            bearing_deg=geo.bearing_deg,
+            elevation_deg=geo.elevation_deg,
+            lat=geo.lat if located else None,
+            lon=geo.lon if located else None,
+            range_m=geo.range_m if located else None,
+            range_min_m=geo.range_min_m,
+            range_max_m=geo.range_max_m,
+            range_source=geo.range_source,
+            bearing_only=not located,
+            uncertainty=ellipse,
+            a_eq_m2=a_eq_m2,
+            peak_k=peak_k,
+            evidence=dict(evidence or {}),
+            confidence=confidence,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "t": self.t,
+            "bearing_deg": self.bearing_deg,
+            "elevation_deg": self.elevation_deg,
+            "lat": self.lat,
+            "lon": self.lon,
+            "range_m": self.range_m,
+            "range_min_m": self.range_min_m,
+            "range_max_m": self.range_max_m,
+            "range_source": self.range_source,
+            "bearing_only": self.bearing_only,
+            "uncertainty": None if self.uncertainty is None else list(self.uncertainty),
+            "a_eq_m2": self.a_eq_m2,
+            "peak_k": self.peak_k,
+            "evidence": self.evidence,
+            "confidence": self.confidence,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FireObservation:
+        ellipse = data["uncertainty"]
+        return cls(
+            t=float(data["t"]),
+            bearing_deg=float(data["bearing_deg"]),
+            elevation_deg=float(data["elevation_deg"]),
+            lat=_opt_float(data["lat"]),
+            lon=_opt_float(data["lon"]),
+            range_m=_opt_float(data["range_m"]),
+            range_min_m=_opt_float(data["range_min_m"]),
+            range_max_m=_opt_float(data["range_max_m"]),
+            range_source=data["range_source"],
+            bearing_only=_bool(data["bearing_only"]),
+            uncertainty=None if ellipse is None else ErrorEllipse(*map(float, ellipse)),
+            a_eq_m2=float(data["a_eq_m2"]),
+            peak_k=float(data["peak_k"]),
+            evidence=_evidence(data["evidence"]),
+            confidence=float(data["confidence"]),
+        )
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _evidence(value: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise TypeError(f"evidence must map sensor names to objects, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class AlarmEvent:
+    """One alarm message to publish: a state change of one alarm, numbered by seq."""
+
+    alarm_id: str
+    seq: int
+    state: AlarmState
+    first_seen: float
+    confirmed_at: float
+    t: float
+    observation: FireObservation
+    growth_m2_per_min: float
+    spread_bearing_deg: float | None
+    confidence: float
+
+    def to_payload(self, tower: Mapping[str, Any]) -> dict[str, Any]:
+        """The `towerwatch.alarm/1` JSON object; tower is {"id", "lat", "lon"}.
+
+        Built and validated by edge.messages.build_alarm, so the schema lives there.
+        The thermal evidence carries the hotspot's peak contrast (peak_k) besides
+        whatever the thermal stage reported.
+        """
+        obs = self.observation
+        thermal = {"peak_k": obs.peak_k, **obs.evidence.get("thermal", {})}
+        ellipse = obs.uncertainty
+        message = build_alarm(
+            alarm_id=self.alarm_id,
+            seq=self.seq,
+            state=self.state,
+            first_seen_s=self.first_seen,
+            confirmed_at_s=self.confirmed_at,
+            sent_at_s=self.t,
+            tower_id=str(tower["id"]),
+            tower_lat=float(tower["lat"]),
+            tower_lon=float(tower["lon"]),
+            bearing_deg=obs.bearing_deg,
+            elevation_deg=obs.elevation_deg,
+            range_source=obs.range_source,
+            position=(obs.lat, obs.lon) if obs.lat is not None and obs.lon is not None else None,
+            semi_major_m=None if ellipse is None else ellipse.semi_major_m,
+            semi_minor_m=None if ellipse is None else ellipse.semi_minor_m,
+            orientation_deg=0.0 if ellipse is None else ellipse.orientation_deg,
+            range_m=obs.range_m,
+            range_min_m=obs.range_min_m,
+            range_max_m=obs.range_max_m,
+            bearing_only=obs.bearing_only,
+            thermal=thermal,
+            visible=obs.evidence.get("visible"),
+            lidar=obs.evidence.get("lidar"),
+            a_eq_m2=obs.a_eq_m2,
+            growth_m2_per_min=self.growth_m2_per_min,
+            confidence=self.confidence,
+        )
+        return message.to_dict()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "alarm_id": self.alarm_id,
+            "seq": self.seq,
+            "state": self.state,
+            "first_seen": self.first_seen,
+            "confirmed_at": self.confirmed_at,
+            "t": self.t,
+            "observation": self.observation.to_dict(),
+            "growth_m2_per_min": self.growth_m2_per_min,
+            "spread_bearing_deg": self.spread_bearing_deg,
+            "confidence": self.confidence,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AlarmEvent:
+        state = data["state"]
+        if state not in get_args(AlarmState):
+            raise ValueError(f"unknown alarm state {state!r}")
+        seq = data["seq"]
+        if not isinstance(seq, int) or seq < 1:
+            raise ValueError(f"alarm seq must be a positive integer, got {seq!r}")
+        return cls(
+            alarm_id=str(data["alarm_id"]),
+            seq=seq,
+            state=state,
+            first_seen=float(data["first_seen"]),
+            confirmed_at=float(data["confirmed_at"]),
+            t=float(data["t"]),
+            observation=FireObservation.from_dict(data["observation"]),
+            growth_m2_per_min=float(data["growth_m2_per_min"]),
+            spread_bearing_deg=_opt_float(data["spread_bearing_deg"]),
+            confidence=float(data["confidence"]),
+        )
+
+
+@dataclass(frozen=True)
+class OpenAlarm:
+    """A read-only view of an open alarm, for the patrol (where to look) and for status."""
+
+    alarm_id: str
+    seq: int
+    state: OpenState
+    first_seen: float
+    confirmed_at: float
+    last_seen: float
+    last_looked_at: float
+    next_revisit_at: float
+    observation: FireObservation
+    growth_m2_per_min: float
+    spread_bearing_deg: float | None
+    update_pending: bool
+
+
+@dataclass
+class _Alarm:
+    """Mutable record of one open alarm; owned by AlarmBook's single thread."""
+
+    alarm_id: str
+    seq: int
+    first_seen: float
+    confirmed_at: float
+    latest: FireObservation
+    track: list[FireObservation]
+    last_seen: float
+    last_looked_at: float
+    absent_since: float | None
+    update_pending: bool
+    last_event: AlarmEvent
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "alarm_id": self.alarm_id,
+            "seq": self.seq,
+            "first_seen": self.first_seen,
+            "confirmed_at": self.confirmed_at,
+            "latest": self.latest.to_dict(),
+            "track": [obs.to_dict() for obs in self.track],
+            "last_seen": self.last_seen,
+            "last_looked_at": self.last_looked_at,
+            "absent_since": self.absent_since,
+            "update_pending": self.update_pending,
+            "last_event": self.last_event.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> _Alarm:
+        alarm = cls(
+            alarm_id=str(data["alarm_id"]),
+            seq=int(data["seq"]),
+            first_seen=float(data["first_seen"]),
+            confirmed_at=float(data["confirmed_at"]),
+            latest=FireObservation.from_dict(data["latest"]),
+            track=[FireObservation.from_dict(obs) for obs in data["track"]],
+            last_seen=float(data["last_seen"]),
+            last_looked_at=float(data["last_looked_at"]),
+            absent_since=_opt_float(data["absent_since"]),
+            update_pending=_bool(data["update_pending"]),
+            last_event=AlarmEvent.from_dict(data["last_event"]),
+        )
+        if alarm.last_event.alarm_id != alarm.alarm_id or alarm.last_event.seq != alarm.seq:
+            raise ValueError(f"alarm {alarm.alarm_id}: last event does not match its seq")
+        if alarm.last_event.state not in ("confirmed", "updated"):
+            raise ValueError(f"alarm {alarm.alarm_id}: open with state {alarm.last_event.state}")
+        return alarm
+
+
+def _angle_diff_deg(a_deg: float, b_deg: float) -> float:
+    """Smallest absolute difference of two directions, in [0, 180]."""
+    return abs((a_deg - b_deg + 180.0) % 360.0 - 180.0)
+
+
+def _stamp(t_s: float) -> str:
+    return dt.datetime.fromtimestamp(t_s, tz=dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def growth_m2_per_min(track: list[FireObservation]) -> float:
+    """Least-squares slope of A_eq over time (m²/min); 0 until the track spans a second."""
+    if len(track) < 2:
+        return 0.0
+    t = np.array([obs.t for obs in track])
+    span_s = float(t.max() - t.min())
+    if span_s < _MIN_GROWTH_SPAN_S:
+        return 0.0
+    a = np.array([obs.a_eq_m2 for obs in track])
+    t_c = t - t.mean()
+    slope_per_s = float(np.dot(t_c, a - a.mean()) / np.dot(t_c, t_c))
+    return slope_per_s * 60.0
+
+
+def spread_bearing_deg(
+    track: list[FireObservation], min_displacement_m: float, min_span_s: float
+) -> float | None:
+    """Direction the fire's centroid moves (least-squares velocity in local ENU), or None.
+
+    Only located observations count; they must span min_span_s and the fitted
+    displacement over that span must reach min_displacement_m, so the jitter of a
+    still fire, or two looks seconds apart, give no direction.
+    """
+    points = [obs for obs in track if obs.located]
+    if len(points) < 2:
+        return None
+    t = np.array([obs.t for obs in points])
+    span_s = float(t.max() - t.min())
+    if span_s <= 0.0 or span_s < min_span_s:
+        return None
+    t_c = t - t.mean()
+    denom = float(np.dot(t_c, t_c))
+    origin = points[0]
+    assert origin.lat is not None and origin.lon is not None  # located
+    lats = np.array([obs.lat for obs in points], dtype=np.float64)
+    lons = np.array([obs.lon for obs in points], dtype=np.float64)
+    east, north, _ = geodetic_to_enu(lats, lons, 0.0, origin.lat, origin.lon, 0.0)
+    v_east = float(np.dot(t_c, east - east.mean()) / denom)
+    v_north = float(np.dot(t_c, north - north.mean()) / denom)
+    displacement_m = math.hypot(v_east, v_north) * span_s
+    if displacement_m < min_displacement_m:
+        return None
+    return math.degrees(math.atan2(v_east, v_north)) % 360.0
+
+
+class AlarmBook:
+    """The open alarms of one tower and every rule of their life; one thread calls it.
+
+    Times are UTC unix seconds passed in by the caller (`now`, and `t` of each
+    observation). Every state change is saved to `state_path` before the method
+    returns its event, so a restart (even after kill -9) continues each alarm with
+    the same id and the next seq. Save errors (OSError) propagate: an alarm whose
+    state cannot be kept must not be announced as if it could.
+    """
+
+    def __init__(
+        self,
+        state_path: Path,
+        tower_id: str,
+        *,
+        clear_after_s: float = 600.0,
+        update_min_interval_s: float = 30.0,
+        merge_radius_m: float = 500.0,
+        merge_bearing_deg: float = 1.0,
+        revisit_interval_s: float = 120.0,
+        update_position_m: float = 50.0,
+        update_bearing_deg: float = 0.25,
+        update_size_ratio: float = 1.5,
+        update_growth_m2_per_min: float = 1.0,
+        update_spread_deg: float = 30.0,
+        spread_min_displacement_m: float = 30.0,
+        spread_min_span_s: float = 60.0,
+        track_length: int = 6,
+    ) -> None:
+        positive = {
+            "clear_after_s": clear_after_s,
+            "update_min_interval_s": update_min_interval_s,
+            "merge_radius_m": merge_radius_m,
+            "merge_bearing_deg": merge_bearing_deg,
+            "revisit_interval_s": revisit_interval_s,
+            "update_position_m": update_position_m,
+            "update_bearing_deg": update_bearing_deg,
+            "update_growth_m2_per_min": update_growth_m2_per_min,
+            "update_spread_deg": update_spread_deg,
+            "spread_min_displacement_m": spread_min_displacement_m,
+            "spread_min_span_s": spread_min_span_s,
+        }
+        for name, value in positive.items():
+            if not (math.isfinite(value) and value > 0.0):
+                raise ValueError(f"alarm book {name} must be a positive number, got {value}")
+        if not (math.isfinite(update_size_ratio) and update_size_ratio > 1.0):
+            raise ValueError(f"alarm book update_size_ratio must be > 1, got {update_size_ratio}")
+        if track_length < 2:
+            raise ValueError(f"alarm book track_length must be >= 2, got {track_length}")
+        if not tower_id:
+            raise ValueError("alarm book tower_id must not be empty")
+        self.state_path = Path(state_path)
+        self.tower_id = tower_id
+        self.clear_after_s = clear_after_s
+        self.update_min_interval_s = update_min_interval_s
+        self.merge_radius_m = merge_radius_m
+        self.merge_bearing_deg = merge_bearing_deg
+        self.revisit_interval_s = revisit_interval_s
+        self.update_position_m = update_position_m
+        self.update_bearing_deg = update_bearing_deg
+        self.update_size_ratio = update_size_ratio
+        self.update_growth_m2_per_min = update_growth_m2_per_min
+        self.update_spread_deg = update_spread_deg
+        self.spread_min_displacement_m = spread_min_displacement_m
+        self.spread_min_span_s = spread_min_span_s
+        self.track_length = track_length
+        self._open: dict[str, _Alarm] = {}
+        self._closed: list[AlarmEvent] = []
+        self._load()
+
+    # --- queries -----------------------------------------------------------------
+
+    def open_alarms(self) -> list[OpenAlarm]:
+        """Every open alarm, oldest confirmation first."""
+        return [self._view(a) for a in sorted(self._open.values(), key=lambda a: a.confirmed_at)]
+
+    def due_revisits(self, now: float) -> list[OpenAlarm]:
+        """Open alarms the patrol should look at again now, most overdue first.
+
+        An alarm stays due until observe_seen or observe_absent reports the look.
+        """
+        due = [a for a in self._open.values() if now >= a.last_looked_at + self.revisit_interval_s]
+        due.sort(key=lambda a: a.last_looked_at)
+        return [self._view(a) for a in due]
+
+    def events_for_resend(self) -> list[AlarmEvent]:
+        """The newest event of every open and recently cleared alarm, oldest first.
+
+        Queue them again after a start: if the process died between saving this
+        book and committing the message to the outbox, this is the only copy; the
+        hub drops the duplicates by (alarm_id, seq).
+        """
+        events = [a.last_event for a in self._open.values()] + list(self._closed)
+        return sorted(events, key=lambda e: (e.t, e.alarm_id))
+
+    # --- observations ------------------------------------------------------------
+
+    def observe_confirmed(self, fire: FireObservation, now: float) -> AlarmEvent | None:
+        """A fire the confirmation scan has just confirmed.
+
+        Near an open alarm it updates that alarm (an `updated` event, None when
+        nothing changed meaningfully or the rate limit holds it back); otherwise it
+        opens a new alarm and returns its `confirmed` event.
+        """
+        alarm = self._nearest_open(fire)
+        if alarm is not None:
+            log.info("alarm_merged", alarm_id=alarm.alarm_id, bearing_deg=fire.bearing_deg)
+            return self._seen(alarm, fire, now)
+        alarm_id = self._new_id(now)
+        first_seen = min(fire.t, now)
+        event = AlarmEvent(
+            alarm_id=alarm_id,
+            seq=1,
+            state="confirmed",
+            first_seen=first_seen,
+            confirmed_at=now,
+            t=now,
+            observation=fire,
+            growth_m2_per_min=0.0,
+            spread_bearing_deg=None,
+            confidence=fire.confidence,
+        )
+        self._open[alarm_id] = _Alarm(
+            alarm_id=alarm_id,
+            seq=1,
+            first_seen=first_seen,
+            confirmed_at=now,
+            latest=fire,
+            track=[fire],
+            last_seen=fire.t,
+            last_looked_at=now,
+            absent_since=None,
+            update_pending=False,
+            last_event=event,
+        )
+        self._save()
+        log.warning(
+            "alarm_confirmed",
+            alarm_id=alarm_id,
+            bearing_deg=round(fire.bearing_deg, 3),
+            lat=fire.lat,
+            lon=fire.lon,
+            range_m=fire.range_m,
+            range_source=fire.range_source,
+            bearing_only=fire.bearing_only,
+            a_eq_m2=fire.a_eq_m2,
+        )
+        return event
+
+    def observe_seen(self, alarm_id: str, fire: FireObservation, now: float) -> AlarmEvent | None:
+        """A revisit of an open alarm saw the fire again; returns an `updated` or None.
+
+        When the alarm was cleared meanwhile, the sighting is handled as a newly
+        confirmed fire (the tower has seen it burning again).
+        """
+        alarm = self._open.get(alarm_id)
+        if alarm is None:
+            log.warning("alarm_seen_not_open", alarm_id=alarm_id)
+            return self.observe_confirmed(fire, now)
+        return self._seen(alarm, fire, now)
+
+    def observe_absent(self, alarm_id: str, now: float) -> None:
+        """A revisit of an open alarm did not see the fire; it clears once gone clear_after_s."""
+        alarm = self._open.get(alarm_id)
+        if alarm is None:
+            log.warning("alarm_absent_not_open", alarm_id=alarm_id)
+            return
+        alarm.last_looked_at = now
+        if alarm.absent_since is None:
+            alarm.absent_since = now
+        self._save()
+        log.info(
+            "alarm_not_seen",
+            alarm_id=alarm_id,
+            unseen_for_s=round(now - alarm.last_seen, 1),
+        )
+
+    # --- time-driven events ------------------------------------------------------
+
+    def due_updates(self, now: float) -> list[AlarmEvent]:
+        """`updated` events the rate limit held back and may go out now."""
+        events: list[AlarmEvent] = []
+        changed = False
+        for alarm in self._open.values():
+            if not alarm.update_pending or now < alarm.last_event.t + self.update_min_interval_s:
+                continue
+            changed = True
+            growth, spread = self._estimates(alarm)
+            reasons = self._changes(alarm, growth, spread)
+            if reasons:
+                event = self._emit(alarm, "updated", now, growth, spread)
+                events.append(event)
+                log.info("alarm_updated", alarm_id=alarm.alarm_id, seq=event.seq, changed=reasons)
+            else:
+                # The fire went back to what the last message said: nothing to send.
+                alarm.update_pending = False
+        if changed:
+            self._save()
+        return events
+
+    def due_clears(self, now: float) -> list[AlarmEvent]:
+        """`cleared` events for alarms not seen for clear_after_s.
+
+        Clearing needs a look that did not see the fire (observe_absent) after the
+        last sighting: a tower that has not looked, e.g. with its camera down,
+        does not call a fire out.
+        """
+        events: list[AlarmEvent] = []
+        for alarm in list(self._open.values()):
+            if alarm.absent_since is None or now - alarm.last_seen < self.clear_after_s:
+                continue
+            growth, spread = self._estimates(alarm)
+            event = self._emit(alarm, "cleared", now, growth, spread)
+            del self._open[alarm.alarm_id]
+            self._closed = [*self._closed, event][-_CLOSED_HISTORY:]
+            events.append(event)
+            log.warning(
+                "alarm_cleared",
+                alarm_id=alarm.alarm_id,
+                seq=event.seq,
+                unseen_for_s=round(now - alarm.last_seen, 1),
+            )
+        if events:
+            self._save()
+        return events
+
+    def test_alarm(self, now: float, fire: FireObservation | None = None) -> AlarmEvent:
+        """A `test` alarm with its own id; it opens nothing and is not kept.
+
+        Without a fire it is a bearing-only alarm due north at the horizon, so the
+        hub can tell it apart from any real position.
+        """
+        if fire is None:
+            fire = FireObservation(
+                t=now,
+                bearing_deg=0.0,
+                elevation_deg=0.0,
+                lat=None,
+                lon=None,
+                range_m=None,
+                range_min_m=None,
+                range_max_m=None,
+                range_source="none",
+                bearing_only=True,
+                uncertainty=None,
+                a_eq_m2=0.0,
+                peak_k=0.0,
+                evidence={},
+                confidence=0.0,
+            )
+        alarm_id = self._new_id(now, kind="test")
+        log.info("alarm_test", alarm_id=alarm_id)
+        return AlarmEvent(
+            alarm_id=alarm_id,
+            seq=1,
+            state="test",
+            first_seen=min(fire.t, now),
+            confirmed_at=now,
+            t=now,
+            observation=fire,
+            growth_m2_per_min=0.0,
+            spread_bearing_deg=None,
+            confidence=fire.confidence,
+        )
+
+    # --- rules -------------------------------------------------------------------
+
+    def _nearest_open(self, fire: FireObservation) -> _Alarm | None:
+        """The open alarm this fire belongs to, by the nearest normalised distance."""
+        best: tuple[float, _Alarm] | None = None
+        for alarm in self._open.values():
+            known = alarm.latest
+            if fire.located and known.located:
+                assert fire.lat is not None and fire.lon is not None
+                assert known.lat is not None and known.lon is not None
+                distance_m, _ = distance_bearing(known.lat, known.lon, fire.lat, fire.lon)
+                score = distance_m / self.merge_radius_m
+            else:
+                score = (
+                    _angle_diff_deg(known.bearing_deg, fire.bearing_deg) / self.merge_bearing_deg
+                )
+            if score <= 1.0 and (best is None or score < best[0]):
+                best = (score, alarm)
+        return None if best is None else best[1]
+
+    def _seen(self, alarm: _Alarm, fire: FireObservation, now: float) -> AlarmEvent | None:
+        alarm.latest = fire
+        alarm.track = [*alarm.track, fire][-self.track_length :]
+        alarm.last_seen = max(alarm.last_seen, fire.t)
+        alarm.last_looked_at = now
+        alarm.absent_since = None
+        growth, spread = self._estimates(alarm)
+        reasons = self._changes(alarm, growth, spread)
+        event = None
+        if reasons:
+            if now >= alarm.last_event.t + self.update_min_interval_s:
+                event = self._emit(alarm, "updated", now, growth, spread)
+                log.info("alarm_updated", alarm_id=alarm.alarm_id, seq=event.seq, changed=reasons)
+            else:
+                alarm.update_pending = True
+                log.debug("alarm_update_held", alarm_id=alarm.alarm_id, changed=reasons)
+        self._save()
+        return event
+
+    def _estimates(self, alarm: _Alarm) -> tuple[float, float | None]:
+        return (
+            growth_m2_per_min(alarm.track),
+            spread_bearing_deg(alarm.track, self.spread_min_displacement_m, self.spread_min_span_s),
+        )
+
+    def _changes(self, alarm: _Alarm, growth: float, spread: float | None) -> list[str]:
+        """What changed meaningfully since the alarm's last message (empty: nothing)."""
+        sent = alarm.last_event
+        before, now_obs = sent.observation, alarm.latest
+        reasons: list[str] = []
+        if before.located != now_obs.located or before.range_source != now_obs.range_source:
+            reasons.append("position")
+        elif before.located and now_obs.located:
+            assert before.lat is not None and before.lon is not None
+            assert now_obs.lat is not None and now_obs.lon is not None
+            moved_m, _ = distance_bearing(before.lat, before.lon, now_obs.lat, now_obs.lon)
+            if moved_m >= self.update_position_m:
+                reasons.append("position")
+        elif _angle_diff_deg(before.bearing_deg, now_obs.bearing_deg) >= self.update_bearing_deg:
+            reasons.append("position")
+        small, large = sorted((before.a_eq_m2, now_obs.a_eq_m2))
+        if large > 0.0 and (small == 0.0 or large / small >= self.update_size_ratio):
+            reasons.append("size")
+        if abs(growth - sent.growth_m2_per_min) >= self.update_growth_m2_per_min:
+            reasons.append("growth")
+        old_spread = sent.spread_bearing_deg
+        if (old_spread is None) != (spread is None) or (
+            old_spread is not None
+            and spread is not None
+            and _angle_diff_deg(old_spread, spread) >= self.update_spread_deg
+        ):
+            reasons.append("spread")
+        return reasons
+
+    def _emit(
+        self,
+        alarm: _Alarm,
+        state: AlarmState,
+        now: float,
+        growth: float,
+        spread: float | None,
+    ) -> AlarmEvent:
+        alarm.seq += 1
+        event = AlarmEvent(
+            alarm_id=alarm.alarm_id,
+            seq=alarm.seq,
+            state=state,
+            first_seen=alarm.first_seen,
+            confirmed_at=alarm.confirmed_at,
+            t=now,
+            observation=alarm.latest,
+            growth_m2_per_min=growth,
+            spread_bearing_deg=spread,
+            confidence=alarm.latest.confidence,
+        )
+        alarm.last_event = event
+        alarm.update_pending = False
+        return event
+
+    def _view(self, alarm: _Alarm) -> OpenAlarm:
+        state = alarm.last_event.state
+        assert state in ("confirmed", "updated")
+        return OpenAlarm(
+            alarm_id=alarm.alarm_id,
+            seq=alarm.seq,
+            state=state,
+            first_seen=alarm.first_seen,
+            confirmed_at=alarm.confirmed_at,
+            last_seen=alarm.last_seen,
+            last_looked_at=alarm.last_looked_at,
+            next_revisit_at=alarm.last_looked_at + self.revisit_interval_s,
+            observation=alarm.latest,
+            growth_m2_per_min=alarm.last_event.growth_m2_per_min,
+            spread_bearing_deg=alarm.last_event.spread_bearing_deg,
+            update_pending=alarm.update_pending,
+        )
+
+    def _new_id(self, now: float, kind: str | None = None) -> str:
+        """`<tower>-<UTC yyyymmddThhmmssZ>-<4 hex>`: the time orders ids, the hex keeps them apart."""
+        taken = set(self._open) | {e.alarm_id for e in self._closed}
+        middle = f"{kind}-{_stamp(now)}" if kind else _stamp(now)
+        while True:
+            alarm_id = f"{self.tower_id}-{middle}-{secrets.token_hex(2)}"
+            if alarm_id not in taken:
+                return alarm_id
+
+    # --- persistence -------------------------------------------------------------
+
+    def _save(self) -> None:
+        """Write the whole book atomically: temp file, fsync, rename, fsync the folder."""
+        data = {
+            "format": STATE_FORMAT,
+            "tower_id": self.tower_id,
+            "open": [a.to_dict() for a in self._open.values()],
+            "closed": [e.to_dict() for e in self._closed],
+        }
+        text = json.dumps(data, allow_nan=False, separators=(",", ":"))
+        folder = self.state_path.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.state_path)
+        # The rename itself lives in the directory: sync it too, or power loss may undo it.
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def _load(self) -> None:
+        try:
+            text = self.state_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            log.warning("alarm_state_missing", path=str(self.state_path), action="starting empty")
+            return
+        try:
+            open_alarms, closed = self._parse(text)
+        except (ValueError, TypeError, KeyError) as err:
+            corrupt = self.state_path.with_name(self.state_path.name + ".corrupt")
+            os.replace(self.state_path, corrupt)
+            log.warning(
+                "alarm_state_corrupt",
+                path=str(self.state_path),
+                kept_as=str(corrupt),
+                error=str(err),
+                action="starting empty",
+            )
+            return
+        self._open = {a.alarm_id: a for a in open_alarms}
+        self._closed = closed[-_CLOSED_HISTORY:]
+        log.info(
+            "alarm_state_loaded",
+            path=str(self.state_path),
+            open_alarms=len(self._open),
+            alarm_ids=sorted(self._open),
+        )
+
+    def _parse(self, text: str) -> tuple[list[_Alarm], list[AlarmEvent]]:
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+            raise ValueError(f"not a {STATE_FORMAT} file")
+        if data.get("tower_id") != self.tower_id:
+            log.warning(
+                "alarm_state_other_tower",
+                path=str(self.state_path),
+                file_tower_id=data.get("tower_id"),
+                tower_id=self.tower_id,
+            )
+        opened = data["open"]
+        closed = data["closed"]
+        if not isinstance(opened, list) or not isinstance(closed, list):
+            raise TypeError("open and closed must be lists")
+        alarms = [_Alarm.from_dict(item) for item in opened]
+        if len({a.alarm_id for a in alarms}) != len(alarms):
+            raise ValueError("an alarm id appears twice")
+        return alarms, [AlarmEvent.from_dict(item) for item in closed]
