@@ -10,7 +10,7 @@ import pytest
 from simulators.geo import REFRACTION_K, apparent_elevation_deg, horizon_dip_deg
 from simulators.scenario import ScenarioError, parse_scenario
 from simulators.surfaces import class_temperatures_k
-from simulators.terrain import DIRT_ROAD, REED, ASPHALT
+from simulators.terrain import ASPHALT, DIRT_ROAD, REED
 from simulators.world import SimWorld
 
 BASE = """
