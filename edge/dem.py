@@ -265,16 +265,25 @@ class Dem:
         """Bilinear heights at WGS-84 points; NaN outside the grid or next to a no-data node."""
         row, col = self.geometry.fractional_index(lat_deg, lon_deg)
         rows, cols = self.shape
-        inside = (row >= 0.0) & (row <= rows - 1) & (col >= 0.0) & (col <= cols - 1)
-        r = np.where(inside, row, 0.0)
-        c = np.where(inside, col, 0.0)
+        # Points on the grid's edge come out a few ulps outside after the coordinate
+        # arithmetic; they are on the grid.
+        eps = 1e-9
+        inside = (row >= -eps) & (row <= rows - 1 + eps) & (col >= -eps) & (col <= cols - 1 + eps)
+        r = np.clip(np.where(inside, row, 0.0), 0.0, rows - 1)
+        c = np.clip(np.where(inside, col, 0.0), 0.0, cols - 1)
         r0 = np.minimum(np.floor(r).astype(np.intp), rows - 2)
         c0 = np.minimum(np.floor(c).astype(np.intp), cols - 2)
         fr, fc = r - r0, c - c0
         z = self.heights_m
-        top = z[r0, c0] * (1.0 - fc) + z[r0, c0 + 1] * fc
-        bottom = z[r0 + 1, c0] * (1.0 - fc) + z[r0 + 1, c0 + 1] * fc
-        value = top * (1.0 - fr) + bottom * fr
+        value = np.zeros(np.shape(r))
+        for dr, dc, w in (
+            (0, 0, (1.0 - fr) * (1.0 - fc)),
+            (0, 1, (1.0 - fr) * fc),
+            (1, 0, fr * (1.0 - fc)),
+            (1, 1, fr * fc),
+        ):
+            # A no-data (NaN) node poisons only the points that actually weigh it.
+            value = value + np.where(w > 0.0, w * z[r0 + dr, c0 + dc], 0.0)
         return np.where(inside, value, np.nan)
 
     def height_m(self, lat_deg: npt.ArrayLike, lon_deg: npt.ArrayLike) -> FloatArray:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
+import struct
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pytest
 
-from edge.dem import Dem, GridGeometry
+from edge.dem import Dem, DemError, GridGeometry, utm_forward
 from edge.geodesy import destination, distance_bearing
 from edge.geolocation import (
     ErrorModel,
@@ -332,3 +336,285 @@ def test_round_trip_on_the_curved_earth() -> None:
 def test_pointing_at_the_tower_itself_is_refused() -> None:
     with pytest.raises(ValueError, match="tower"):
         bearing_elevation_to(TowerSite(TOWER_LAT, TOWER_LON, 40.0), TOWER_LAT, TOWER_LON, 0.0)
+
+
+# --- DEM files --------------------------------------------------------------------------
+
+
+def write_tiff(
+    path: Path,
+    pixels: np.ndarray,
+    extra_tags: list[tuple[int, int, tuple[Any, ...] | bytes]],
+    byte_order: Literal["<", ">"] = "<",
+) -> None:
+    """A minimal one-strip baseline TIFF with extra (tag, type, values) entries, as GDAL writes them."""
+    sample_format = {np.dtype(np.float32): 3, np.dtype(np.int16): 2, np.dtype(np.uint16): 1}
+    dt = pixels.dtype.newbyteorder(byte_order)
+    body = pixels.astype(dt).tobytes()
+    rows, cols = pixels.shape
+    tags: list[tuple[int, int, tuple[Any, ...] | bytes]] = [
+        (256, 4, (cols,)),
+        (257, 4, (rows,)),
+        (258, 3, (pixels.dtype.itemsize * 8,)),
+        (259, 3, (1,)),
+        (262, 3, (1,)),
+        (273, 4, (0,)),  # strip offset, patched below
+        (277, 3, (1,)),
+        (278, 4, (rows,)),
+        (279, 4, (len(body),)),
+        (284, 3, (1,)),
+        (339, 3, (sample_format[pixels.dtype],)),
+        *extra_tags,
+    ]
+    tags.sort(key=lambda t: t[0])
+    codes = {2: "s", 3: "H", 4: "I", 12: "d"}
+    ifd_size = 2 + 12 * len(tags) + 4
+    data_start = 8 + ifd_size
+    entries, blobs = b"", b""
+    for tag, ftype, values in tags:
+        if ftype == 2:
+            assert isinstance(values, bytes)
+            raw, count = values + b"\0", len(values) + 1
+        else:
+            assert isinstance(values, tuple)
+            raw = struct.pack(byte_order + codes[ftype] * len(values), *values)
+            count = len(values)
+        if len(raw) <= 4:
+            entries += struct.pack(byte_order + "HHI", tag, ftype, count) + raw.ljust(4, b"\0")
+        else:
+            offset = data_start + len(blobs)
+            entries += struct.pack(byte_order + "HHII", tag, ftype, count, offset)
+            blobs += raw + b"\0" * (len(raw) % 2)
+    strip_offset = data_start + len(blobs)
+    head = (b"II" if byte_order == "<" else b"MM") + struct.pack(byte_order + "HI", 42, 8)
+    ifd = struct.pack(byte_order + "H", len(tags)) + entries + struct.pack(byte_order + "I", 0)
+    out = bytearray(head + ifd + blobs + body)
+    # Patch the StripOffsets value now that the layout is known.
+    idx = [t[0] for t in tags].index(273)
+    struct.pack_into(byte_order + "I", out, 8 + 2 + 12 * idx + 8, strip_offset)
+    path.write_bytes(bytes(out))
+
+
+def geokeys(model_type: int, raster_type: int, crs_key: int, epsg: int) -> tuple[int, ...]:
+    return (1, 1, 0, 3, 1024, 0, 1, model_type, 1025, 0, 1, raster_type, crs_key, 0, 1, epsg)
+
+
+def plane(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """A tilted plane in lat/lon: bilinear interpolation must reproduce it exactly."""
+    return 100.0 + 3000.0 * (lat - 47.0) - 2000.0 * (lon - 19.0)
+
+
+def test_npy_grid_round_trips_through_its_sidecar(tmp_path: Path) -> None:
+    lat = 47.1 - 0.001 * np.arange(200)
+    lon = 18.9 + 0.0015 * np.arange(150)
+    grid_lat, grid_lon = np.meshgrid(lat, lon, indexing="ij")
+    dem = Dem(plane(grid_lat, grid_lon), GridGeometry("geographic", 47.1, 18.9, -0.001, 0.0015))
+    dem.save(tmp_path / "site")
+    doc = json.loads((tmp_path / "site.json").read_text())
+    assert doc["crs"] == "geographic" and doc["format"] == "towerwatch.dem/1"
+    loaded = Dem.load(tmp_path / "site.npy")
+    rng = np.random.default_rng(1)
+    q_lat = rng.uniform(lat[-1], lat[0], 500)
+    q_lon = rng.uniform(lon[0], lon[-1], 500)
+    assert np.allclose(loaded.height_m(q_lat, q_lon), plane(q_lat, q_lon), atol=1e-9)
+    # The smaller spacing: 0.001° of latitude at 47°N is 111.17 m (0.0015° of longitude 114 m).
+    assert loaded.cell_size_m == pytest.approx(111.17, rel=0.002)
+
+
+def test_bilinear_lookup_between_four_nodes() -> None:
+    dem = Dem([[0.0, 10.0], [20.0, 50.0]], GridGeometry("geographic", 47.001, 19.0, -0.001, 0.001))
+    assert float(dem.height_m(47.0005, 19.0005)) == pytest.approx(20.0)  # mean of the four
+    assert float(dem.height_m(47.001, 19.001)) == pytest.approx(10.0)  # a node itself
+
+
+def test_lookup_outside_the_grid_names_the_point(tmp_path: Path) -> None:
+    dem = Dem(np.zeros((3, 3)), GridGeometry("geographic", 47.002, 19.0, -0.001, 0.001))
+    assert np.isnan(dem.height_or_nan(47.5, 19.0))
+    with pytest.raises(DemError, match="lat 47.500000, lon 19.000000"):
+        dem.height_m([47.001, 47.5], [19.001, 19.0])
+
+
+def test_no_data_nodes_give_no_height() -> None:
+    grid = np.array([[1.0, 2.0, 3.0], [4.0, -9999.0, 6.0], [7.0, 8.0, 9.0]])
+    dem = Dem(grid, GridGeometry("geographic", 47.002, 19.0, -0.001, 0.001), nodata=-9999.0)
+    assert np.isnan(dem.height_or_nan(47.0015, 19.0005))
+    assert float(dem.height_m(47.002, 19.0)) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("sidecar", "message"),
+    [
+        ({"format": "other/1", "crs": "geographic"}, "'format' must be"),
+        ({"format": "towerwatch.dem/1", "crs": "mercator"}, "'crs' must be one of"),
+        (
+            {
+                "format": "towerwatch.dem/1",
+                "crs": "geographic",
+                "origin_deg": [47, 19],
+                "step_deg": [0.001],
+            },
+            "'step_deg' must be a list of two numbers",
+        ),
+        (
+            {
+                "format": "towerwatch.dem/1",
+                "crs": "geographic",
+                "origin_deg": [47, 19],
+                "step_deg": [0, 1],
+                "spacing": 3,
+            },
+            "unknown keys \\['spacing'\\]",
+        ),
+        (
+            {
+                "format": "towerwatch.dem/1",
+                "crs": "geographic",
+                "origin_deg": [47, 19],
+                "step_deg": [0, 0.001],
+            },
+            "steps must be non-zero",
+        ),
+        (
+            {
+                "format": "towerwatch.dem/1",
+                "crs": "utm",
+                "origin_m": [5e6, 4e5],
+                "step_m": [-30, 30],
+                "zone": 33,
+            },
+            "'hemisphere'",
+        ),
+    ],
+)
+def test_malformed_sidecars_are_refused_with_the_key_to_fix(
+    tmp_path: Path, sidecar: dict[str, Any], message: str
+) -> None:
+    np.save(tmp_path / "dem.npy", np.zeros((4, 4)))
+    (tmp_path / "dem.json").write_text(json.dumps(sidecar))
+    with pytest.raises(DemError, match=message) as info:
+        Dem.load(tmp_path / "dem.npy")
+    assert "dem.json" in str(info.value)
+
+
+def test_missing_sidecar_and_unknown_formats_are_refused(tmp_path: Path) -> None:
+    np.save(tmp_path / "dem.npy", np.zeros((4, 4)))
+    with pytest.raises(DemError, match="missing sidecar dem.json"):
+        Dem.load(tmp_path / "dem.npy")
+    (tmp_path / "dem.asc").write_text("ncols 4\n")
+    with pytest.raises(DemError, match="unknown DEM format"):
+        Dem.load(tmp_path / "dem.asc")
+    with pytest.raises(DemError, match="not found"):
+        Dem.load(tmp_path / "absent.npy")
+    (tmp_path / "fake.tif").write_bytes(b"not a tiff at all")
+    with pytest.raises(DemError, match="not a TIFF"):
+        Dem.load(tmp_path / "fake.tif")
+
+
+@pytest.mark.parametrize("byte_order", ["<", ">"])
+def test_geographic_geotiff_with_pixel_is_area(
+    tmp_path: Path, byte_order: Literal["<", ">"]
+) -> None:
+    # 1 arc-second cells; the tiepoint is the top-left corner of the top-left pixel.
+    step = 1.0 / 3600.0
+    rows, cols = 120, 90
+    top, left = 47.05, 18.98
+    lat = top - step * (np.arange(rows) + 0.5)
+    lon = left + step * (np.arange(cols) + 0.5)
+    grid_lat, grid_lon = np.meshgrid(lat, lon, indexing="ij")
+    heights = plane(grid_lat, grid_lon).astype(np.float32)
+    write_tiff(
+        tmp_path / "srtm.tif",
+        heights,
+        [
+            (33550, 12, (step, step, 0.0)),
+            (33922, 12, (0.0, 0.0, 0.0, left, top, 0.0)),
+            (34735, 3, geokeys(2, 1, 2048, 4326)),
+        ],
+        byte_order,
+    )
+    dem = Dem.load(tmp_path / "srtm.tif")
+    assert dem.shape == (rows, cols)
+    assert float(dem.height_m(lat[7], lon[11])) == pytest.approx(float(heights[7, 11]), abs=1e-4)
+    q_lat, q_lon = 47.03, 19.0
+    assert float(dem.height_m(q_lat, q_lon)) == pytest.approx(
+        float(plane(np.array(q_lat), np.array(q_lon))), abs=1e-3
+    )
+    assert dem.cell_size_m == pytest.approx(30.87 * math.cos(math.radians(47.03)), rel=0.01)
+
+
+def test_utm_geotiff_with_no_data_and_pixel_is_point(tmp_path: Path) -> None:
+    # UTM zone 34N around 47°N 19°E (EPSG:32634), 30 m cells, node-registered.
+    east0, north0 = utm_forward(46.98, 18.97, 34, False)
+    e0, n0 = float(east0) // 30 * 30, float(north0) // 30 * 30 + 3000
+    rows, cols = 110, 110
+    heights = (200 + np.arange(rows)[:, None] - np.arange(cols)[None, :]).astype(np.int16)
+    heights[50, 50] = -32768
+    write_tiff(
+        tmp_path / "utm.tif",
+        heights,
+        [
+            (33550, 12, (30.0, 30.0, 0.0)),
+            (33922, 12, (0.0, 0.0, 0.0, e0, n0, 0.0)),
+            (34735, 3, geokeys(1, 2, 3072, 32634)),
+            (42113, 2, b"-32768"),
+        ],
+    )
+    dem = Dem.load(tmp_path / "utm.tif")
+    assert dem.geometry.crs == "utm" and dem.geometry.utm_zone == 34
+    # Find the lat/lon of node (20, 30) by inverting the projection numerically.
+    target_e, target_n = e0 + 30 * 30, n0 - 20 * 30
+    lat, lon = 46.98, 18.97
+    for _ in range(5):
+        e, n = utm_forward(lat, lon, 34, False)
+        lat += (target_n - float(n)) / 111_200.0
+        lon += (target_e - float(e)) / (111_200.0 * math.cos(math.radians(lat)))
+    assert float(dem.height_m(lat, lon)) == pytest.approx(200 + 20 - 30, abs=0.01)
+    assert dem.cell_size_m == 30.0
+    assert np.isnan(dem.heights_m[50, 50])
+
+
+def test_geotiff_in_an_unsupported_crs_is_refused(tmp_path: Path) -> None:
+    write_tiff(
+        tmp_path / "eov.tif",
+        np.zeros((4, 4), np.float32),
+        [
+            (33550, 12, (10.0, 10.0, 0.0)),
+            (33922, 12, (0.0, 0.0, 0.0, 650_000.0, 240_000.0, 0.0)),
+            (34735, 3, geokeys(1, 1, 3072, 23700)),
+        ],
+    )
+    with pytest.raises(DemError, match="EPSG:23700 is not supported"):
+        Dem.load(tmp_path / "eov.tif")
+
+
+def test_plain_tiff_with_a_world_file(tmp_path: Path) -> None:
+    step = 0.001
+    rows, cols = 30, 40
+    lat = 47.02 - step * np.arange(rows)
+    lon = 18.99 + step * np.arange(cols)
+    grid_lat, grid_lon = np.meshgrid(lat, lon, indexing="ij")
+    heights = plane(grid_lat, grid_lon).astype(np.float32)
+    write_tiff(tmp_path / "dem.tif", heights, [])
+    with pytest.raises(DemError, match="no world file"):
+        Dem.load(tmp_path / "dem.tif", crs="geographic")
+    # World file: x step, two rotations, y step, then the centre of the top-left pixel.
+    (tmp_path / "dem.tfw").write_text(f"{step}\n0\n0\n{-step}\n18.99\n47.02\n")
+    with pytest.raises(DemError, match="does not say its CRS"):
+        Dem.load(tmp_path / "dem.tif")
+    dem = Dem.load(tmp_path / "dem.tif", crs="geographic")
+    assert float(dem.height_m(47.005, 19.01)) == pytest.approx(
+        float(plane(np.array(47.005), np.array(19.01))), abs=1e-3
+    )
+
+
+def test_utm_projection_of_a_known_point() -> None:
+    # CN Tower, 43°38′33.24″N 79°23′13.7″W: UTM 17N 630084 m E, 4833438 m N.
+    easting, northing = utm_forward(43.642567, -79.387139, 17, False)
+    assert float(easting) == pytest.approx(630_084.0, abs=1.0)
+    assert float(northing) == pytest.approx(4_833_438.0, abs=1.0)
+    # Central meridian on the equator: false easting, zero northing. One degree south on
+    # the central meridian: 10 000 km false northing less 0.9996 × 110 574 m of meridian.
+    assert np.allclose(utm_forward(0.0, 21.0, 34, False), (500_000.0, 0.0), atol=1e-6)
+    assert float(utm_forward(-1.0, 21.0, 34, True)[1]) == pytest.approx(
+        10_000_000.0 - 0.9996 * 110_574.4, abs=1.0
+    )
