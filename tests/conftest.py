@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import shutil
 import signal
 import socket
@@ -72,6 +74,9 @@ class MosquittoBroker:
         lines = [
             f"listener {self.port} {LOOPBACK}",
             "allow_anonymous true",
+            # Run as root, mosquitto would switch to the `mosquitto` user and could not
+            # write into the test's folder; as anyone else this line has no effect.
+            f"user {pwd.getpwuid(os.getuid()).pw_name}",
             "persistence true",
             f"persistence_location {self.workdir}/",
             "persistence_file mosquitto.db",

@@ -1,0 +1,444 @@
+"""The MQTT uplink against a private mosquitto: status and Last Will, ordered durable alarms, commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from conftest import MosquittoBroker, MqttCollector, ReceivedMessage
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.messages import AlarmMessage, CommandError, build_alarm
+from edge.outbox import Outbox
+from edge.uplink import Uplink, UplinkError
+
+REPO = Path(__file__).resolve().parents[1]
+TOWER = "t1"
+ROOT = f"towerwatch/{TOWER}"
+T0_S = 1_750_000_000.0
+
+UplinkFactory = Callable[..., Uplink]
+
+
+def alarm(seq: int, state: str = "updated", alarm_id: str = "t1-0001") -> AlarmMessage:
+    return build_alarm(
+        alarm_id=alarm_id,
+        seq=seq,
+        state=state,  # type: ignore[arg-type]
+        first_seen_s=T0_S,
+        confirmed_at_s=T0_S + 30,
+        sent_at_s=T0_S + 30 + seq,
+        tower_id=TOWER,
+        tower_lat=52.1,
+        tower_lon=13.2,
+        bearing_deg=41.5,
+        elevation_deg=-0.8,
+        range_source="terrain",
+        position=(52.17, 13.31),
+        semi_major_m=420.0,
+        semi_minor_m=35.0,
+        orientation_deg=41.5,
+        range_m=9800.0,
+        range_min_m=9300.0,
+        range_max_m=10400.0,
+        confidence=0.93,
+        a_eq_m2=4.0 + seq,
+        growth_m2_per_min=0.5,
+    )
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def make_uplink(tmp_path: Path) -> Iterator[UplinkFactory]:
+    started: list[Uplink] = []
+
+    def make(broker: MosquittoBroker, **overrides: Any) -> Uplink:
+        kwargs: dict[str, Any] = dict(
+            host=broker.host,
+            port=broker.port,
+            client_id=f"towerwatch-{TOWER}",
+            tower_id=TOWER,
+            outbox_path=tmp_path / "outbox.sqlite",
+            keepalive_s=10,
+            reconnect_min_delay_s=1,
+            reconnect_max_delay_s=1,
+        )
+        kwargs.update(overrides)
+        uplink = Uplink(**kwargs)
+        uplink.start()
+        started.append(uplink)
+        return uplink
+
+    yield make
+    for uplink in started:
+        uplink.stop()
+
+
+def status_state(message: ReceivedMessage) -> str:
+    return str(message.json()["state"])
+
+
+def alarm_seqs(collector: MqttCollector) -> list[int]:
+    return [m.json()["seq"] for m in collector.messages(f"{ROOT}/alarm")]
+
+
+def test_retained_online_status_after_connect_and_offline_after_stop(
+    mqtt_broker: MosquittoBroker, make_uplink: UplinkFactory
+) -> None:
+    uplink = make_uplink(mqtt_broker)
+    wait_until(lambda: uplink.connected, 5, "connect")
+    # A subscriber that arrives later gets the retained status.
+    with MqttCollector(mqtt_broker.host, mqtt_broker.port, [f"{ROOT}/status"]) as late:
+        status = late.wait_one(f"{ROOT}/status")
+        assert status.retain
+        assert status.json()["state"] == "online"
+        assert status.json()["tower_id"] == TOWER
+
+    uplink.stop()
+    with MqttCollector(mqtt_broker.host, mqtt_broker.port, [f"{ROOT}/status"]) as after:
+        status = after.wait_one(f"{ROOT}/status")
+        assert status.retain
+        assert status.json()["state"] == "offline"
+        assert status.json()["reasons"] == ["shutdown"]
+
+
+def test_published_status_is_retained_and_latest_wins(
+    mqtt_broker: MosquittoBroker, mqtt_collector: MqttCollector, make_uplink: UplinkFactory
+) -> None:
+    uplink = make_uplink(mqtt_broker)
+    wait_until(lambda: uplink.connected, 5, "connect")
+    uplink.publish_status({"tower_id": TOWER, "state": "degraded", "reasons": ["lidar silent"]})
+    mqtt_collector.wait_for(lambda m: m.topic.endswith("/status") and b"degraded" in m.payload)
+    with MqttCollector(mqtt_broker.host, mqtt_broker.port, [f"{ROOT}/status"]) as late:
+        assert late.wait_one(f"{ROOT}/status").json()["reasons"] == ["lidar silent"]
+
+
+def test_last_will_marks_the_tower_offline_when_the_link_drops(
+    mqtt_broker: MosquittoBroker, mqtt_collector: MqttCollector, make_uplink: UplinkFactory
+) -> None:
+    uplink = make_uplink(mqtt_broker)
+    mqtt_collector.wait_for(lambda m: m.topic == f"{ROOT}/status" and status_state(m) == "online")
+    # Cut the TCP connection under paho without an MQTT DISCONNECT.
+    assert uplink._client is not None
+    sock = uplink._client.socket()
+    assert isinstance(sock, socket.socket)
+    sock.shutdown(socket.SHUT_RDWR)
+
+    will = mqtt_collector.wait_one(
+        lambda m: m.topic == f"{ROOT}/status" and status_state(m) == "offline"
+    )
+    assert will.json()["reasons"] == ["connection lost"]
+    # The uplink reconnects on its own and says so.
+    mqtt_collector.wait_for(
+        lambda m: (
+            m.topic == f"{ROOT}/status"
+            and status_state(m) == "online"
+            and m.received_monotonic_s > will.received_monotonic_s
+        ),
+        timeout_s=10,
+    )
+    wait_until(lambda: uplink.counters().reconnects == 1, 5, "reconnect counted")
+
+
+def test_no_online_status_after_a_refused_connect(
+    tmp_path: Path, make_uplink: UplinkFactory
+) -> None:
+    password_file = tmp_path / "passwords"
+    subprocess.run(
+        ["mosquitto_passwd", "-c", "-b", str(password_file), "hub", "hub-secret"], check=True
+    )
+    password_file.chmod(0o600)
+    broker = MosquittoBroker(
+        tmp_path / "auth-broker",
+        extra_config=[f"password_file {password_file}", "allow_anonymous false"],
+    )
+    # The generated config sets allow_anonymous true first; mosquitto takes the last value.
+    broker.start()
+    try:
+        with MqttCollector(
+            broker.host, broker.port, username="hub", password="hub-secret"
+        ) as collector:
+            uplink = make_uplink(broker, username="tower", password="wrong")
+            wait_until(lambda: uplink.counters().refused >= 2, 10, "refused connects")
+            assert not uplink.connected
+            assert collector.messages(f"{ROOT}/status") == []
+            last_error = uplink.counters().last_error
+            assert last_error is not None
+            assert f"mqtt.host={broker.host}:{broker.port}" in last_error
+            assert "refused" in last_error
+    finally:
+        broker.stop()
+
+
+def test_alarms_arrive_in_order_and_leave_the_outbox(
+    mqtt_broker: MosquittoBroker, mqtt_collector: MqttCollector, make_uplink: UplinkFactory
+) -> None:
+    uplink = make_uplink(mqtt_broker, inflight_window=4)
+    uplink.send_alarm(alarm(1, "confirmed"))
+    for seq in range(2, 31):
+        uplink.send_alarm(alarm(seq))
+    received = mqtt_collector.wait_for(f"{ROOT}/alarm", count=30)
+    assert [m.json()["seq"] for m in received] == list(range(1, 31))
+    first = AlarmMessage.from_json(received[0].payload)
+    assert first == alarm(1, "confirmed")
+    assert received[0].properties.ContentType == "application/json"
+    wait_until(lambda: uplink.counters().outbox_depth == 0, 5, "outbox drained")
+    assert uplink.counters().acked == 30
+
+
+def test_snapshot_goes_to_its_alarm_topic(
+    mqtt_broker: MosquittoBroker, mqtt_collector: MqttCollector, make_uplink: UplinkFactory
+) -> None:
+    uplink = make_uplink(mqtt_broker)
+    jpeg = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40 + b"\xff\xd9"
+    uplink.send_snapshot("t1-0001", jpeg)
+    received = mqtt_collector.wait_one(f"{ROOT}/alarm/t1-0001/snapshot")
+    assert received.payload == jpeg
+    assert received.properties.ContentType == "image/jpeg"
+    with pytest.raises(ValueError, match="not a JPEG"):
+        uplink.send_snapshot("t1-0001", b"\x89PNG")
+    with pytest.raises(ValueError, match="alarm_id"):
+        uplink.send_snapshot("t1/0001", jpeg)
+
+
+def test_broker_outage_delays_but_loses_and_reorders_nothing(
+    mqtt_broker: MosquittoBroker, mqtt_collector: MqttCollector, make_uplink: UplinkFactory
+) -> None:
+    uplink = make_uplink(mqtt_broker)
+    for seq in range(1, 4):
+        uplink.send_alarm(alarm(seq))
+    mqtt_collector.wait_for(f"{ROOT}/alarm", count=3)
+
+    mqtt_broker.stop()
+    wait_until(lambda: not uplink.connected, 5, "uplink to notice the outage")
+    for seq in range(4, 14):
+        uplink.send_alarm(alarm(seq))
+    assert uplink.counters().outbox_depth == 10
+    time.sleep(1.0)  # the broker stays down across at least one reconnect attempt
+    mqtt_broker.start()
+
+    wait_until(lambda: set(alarm_seqs(mqtt_collector)) >= set(range(1, 14)), 15, "all alarms")
+    seqs = alarm_seqs(mqtt_collector)
+    # At-least-once: a repeat is allowed (the hub de-duplicates; the broker itself may
+    # redeliver to the subscriber after its restart), a gap or reordering is not.
+    first_arrivals = [s for i, s in enumerate(seqs) if s not in seqs[:i]]
+    assert first_arrivals == list(range(1, 14))
+    wait_until(lambda: uplink.counters().outbox_depth == 0, 5, "outbox drained")
+    assert uplink.counters().reconnects >= 1
+
+
+def test_status_set_during_an_outage_is_published_on_reconnect(
+    mqtt_broker: MosquittoBroker, mqtt_collector: MqttCollector, make_uplink: UplinkFactory
+) -> None:
+    uplink = make_uplink(mqtt_broker)
+    wait_until(lambda: uplink.connected, 5, "connect")
+    mqtt_broker.stop()
+    wait_until(lambda: not uplink.connected, 5, "uplink to notice the outage")
+    uplink.publish_status({"tower_id": TOWER, "state": "online", "heartbeat_n": 1})
+    uplink.publish_status({"tower_id": TOWER, "state": "degraded", "heartbeat_n": 2})
+    mqtt_broker.start()
+    wait_until(lambda: uplink.connected, 10, "reconnect")
+    with MqttCollector(mqtt_broker.host, mqtt_broker.port, [f"{ROOT}/status"]) as late:
+        retained = late.wait_one(lambda m: m.json().get("heartbeat_n") == 2)
+        assert retained.json()["state"] == "degraded"
+
+
+def test_cap_policy_applies_while_the_broker_is_away(
+    tmp_path: Path,
+    mqtt_broker: MosquittoBroker,
+    mqtt_collector: MqttCollector,
+    make_uplink: UplinkFactory,
+) -> None:
+    mqtt_broker.stop()
+    uplink = make_uplink(mqtt_broker, outbox_max_messages=3)
+    uplink.send_alarm(alarm(1, "confirmed"))
+    for seq in range(2, 9):
+        uplink.send_alarm(alarm(seq, "updated"))
+    uplink.send_alarm(alarm(9, "cleared"))
+    mqtt_broker.start()
+    received = mqtt_collector.wait_for(f"{ROOT}/alarm", count=3, timeout_s=10)
+    assert [(m.json()["seq"], m.json()["state"]) for m in received] == [
+        (1, "confirmed"),
+        (8, "updated"),
+        (9, "cleared"),
+    ]
+    assert uplink.counters().outbox_dropped == 6
+
+
+_CRASHING_TOWER = """
+import sys, time
+from edge.uplink import Uplink
+sys.path.insert(0, sys.argv[3])
+from test_uplink import alarm
+uplink = Uplink(host="127.0.0.1", port=int(sys.argv[2]), client_id="towerwatch-t1",
+                tower_id="t1", outbox_path=sys.argv[1], reconnect_min_delay_s=1,
+                reconnect_max_delay_s=1)
+uplink.start()
+uplink.send_alarm(alarm(1, "confirmed"))
+print("sent", flush=True)
+time.sleep(60)
+"""
+
+
+def test_alarm_survives_kill_9_right_after_send(
+    tmp_path: Path,
+    mqtt_broker: MosquittoBroker,
+    mqtt_collector: MqttCollector,
+    make_uplink: UplinkFactory,
+) -> None:
+    outbox_path = tmp_path / "outbox.sqlite"
+    mqtt_broker.stop()  # the link is down when the fire is confirmed
+    tower = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _CRASHING_TOWER,
+            str(outbox_path),
+            str(mqtt_broker.port),
+            str(REPO / "tests"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert tower.stdout is not None
+    # Log lines come first; "sent" means send_alarm() returned.
+    for line in tower.stdout:
+        if line.strip() == b"sent":
+            break
+    else:
+        pytest.fail("the tower process ended before sending")
+    tower.send_signal(signal.SIGKILL)
+    tower.wait()
+    tower.stdout.close()
+
+    mqtt_broker.start()
+    make_uplink(mqtt_broker, outbox_path=outbox_path)
+    received = mqtt_collector.wait_one(f"{ROOT}/alarm", timeout_s=10)
+    assert AlarmMessage.from_json(received.payload) == alarm(1, "confirmed")
+    wait_until(lambda: Outbox(outbox_path).depth() == 0, 5, "outbox drained")
+
+
+class RecordingHandler:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bytes]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, verb: str, payload: bytes) -> dict[str, Any]:
+        with self.lock:
+            self.calls.append((verb, payload))
+        if verb == "relay-reset":
+            raise CommandError("relay-reset: no relay configured (relay.type)")
+        return {"queued": True}
+
+
+def send_command(broker: MosquittoBroker, verb: str, payload: bytes) -> None:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    client.publish(f"{ROOT}/cmd/{verb}", payload, qos=1).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
+@pytest.fixture
+def commanded(
+    mqtt_broker: MosquittoBroker, mqtt_collector: MqttCollector, make_uplink: UplinkFactory
+) -> tuple[RecordingHandler, Callable[[str, bytes], dict[str, Any]]]:
+    handler = RecordingHandler()
+    uplink = make_uplink(mqtt_broker)
+    uplink.subscribe_commands(handler)
+    wait_until(lambda: uplink.connected, 5, "connect")
+    # The subscription is in place once a probe command gets its reply.
+    send_command(mqtt_broker, "test-alarm", b"{}")
+    mqtt_collector.wait_one(f"{ROOT}/cmd/test-alarm/reply")
+    mqtt_collector.clear()
+    handler.calls.clear()
+
+    def ask(verb: str, payload: bytes) -> dict[str, Any]:
+        send_command(mqtt_broker, verb, payload)
+        reply = mqtt_collector.wait_one(f"{ROOT}/cmd/{verb}/reply")
+        mqtt_collector.clear()
+        return dict(json.loads(reply.payload))
+
+    return handler, ask
+
+
+def test_valid_command_reaches_the_handler_and_is_answered(commanded: Any) -> None:
+    handler, ask = commanded
+    payload = b'{"bearing_deg": 212.5, "request_id": "hub-17"}'
+    reply = ask("recheck", payload)
+    assert reply["ok"] is True
+    assert reply["request_id"] == "hub-17"
+    assert reply["queued"] is True
+    assert reply["verb"] == "recheck"
+    assert handler.calls == [("recheck", payload)]
+
+
+@pytest.mark.parametrize(
+    ("verb", "payload", "reason"),
+    [
+        ("goto", b'{"pan_deg": 400, "tilt_deg": 0, "request_id": "r1"}', "pan_deg"),
+        ("goto", b"{not json", "not JSON"),
+        ("recheck", b'{"bearing_deg": 10, "lat": 52.0, "lon": 13.0}', "either bearing_deg or lat"),
+        ("recheck", b'["bearing_deg", 10]', "JSON object"),
+        ("test-alarm", b'{"extra": 1}', "extra"),
+        ("self-destruct", b"{}", "unknown command"),
+    ],
+)
+def test_malformed_commands_are_refused_without_reaching_the_handler(
+    commanded: Any, verb: str, payload: bytes, reason: str
+) -> None:
+    handler, ask = commanded
+    reply = ask(verb, payload)
+    assert reply["ok"] is False
+    assert reason in reply["error"]
+    assert handler.calls == []
+    if b"request_id" in payload:
+        assert reply["request_id"] == "r1"
+
+
+def test_handler_refusal_is_replied(commanded: Any) -> None:
+    handler, ask = commanded
+    reply = ask("relay-reset", b"")
+    assert reply == {
+        "schema": "towerwatch.reply/1",
+        "verb": "relay-reset",
+        "ok": False,
+        "replied_at": reply["replied_at"],
+        "error": "relay-reset: no relay configured (relay.type)",
+    }
+    assert handler.calls == [("relay-reset", b"")]
+
+
+def test_bad_settings_are_refused_naming_the_key(tmp_path: Path) -> None:
+    common: dict[str, Any] = dict(
+        host="127.0.0.1", client_id="c", tower_id="t1", outbox_path=tmp_path / "o"
+    )
+    with pytest.raises(UplinkError, match="mqtt.port"):
+        Uplink(port=70000, **common)
+    with pytest.raises(UplinkError, match="tls_key_path"):
+        Uplink(port=1883, tls_cert_path="c.pem", **common)
+    with pytest.raises(UplinkError, match="tower.id"):
+        Uplink(port=1883, **{**common, "tower_id": "t/#"})
+    with pytest.raises(UplinkError, match="not started"):
+        Uplink(port=1883, **common).send_alarm(alarm(1))
