@@ -1,0 +1,334 @@
+"""False-positive suppression: per-pose memories over revisits and the rules that reject or score tracks."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from detectors.solar import glint_angle_deg
+from detectors.tracking import Track
+
+
+@dataclass(frozen=True)
+class AngularSource:
+    """A known permanent heat source as seen from the tower (true azimuth, elevation)."""
+
+    name: str
+    pan_deg: float
+    tilt_deg: float
+    radius_deg: float
+
+
+@dataclass(frozen=True)
+class SuppressionParams:
+    """Rule thresholds (algorithms.md §3); starting values to be tuned on field data."""
+
+    max_displacement_px: float = 1.5  # vehicle: fitted motion over the track
+    max_speed_px_s: float = 0.3  # vehicle: ... or drift speed, once the track spans:
+    speed_test_min_s: float = 5.0  # (below this the speed fit is turbulence jitter)
+    min_hits: int = 5  # persistence: frames seen before a track may qualify
+    min_duration_s: float = 1.0  # ... spanning at least this long (motion must be testable)
+    min_persistence: float = 0.6  # ... and seen in this fraction of its frames
+    extended_solar_max_k: float = 350.0  # extended and cooler than this by day: sunlit surface
+    novelty_min_k: float = 6.0  # hotter than the pose's remembered background by less: not new
+    solar_ramp_max_k_per_min: float = 0.5  # slower rise since the last visit: sun heating
+    step_rise_k_per_min: float = 3.0  # faster rise since the last visit: a fire-like step
+    background_tau_s: float = 1200.0  # per-pixel background EWMA time constant over revisits
+    glint_cone_deg: float = 15.0
+    source_drift_tolerance_deg: float = 0.3  # PTZ pointing drift allowed around known sources
+    static_contact_px: int = 1  # a blob this close to the static mask belongs to it
+    road_min_revisits: int = 3
+    road_min_span_s: float = 180.0
+    site_radius_px: float = 1.5  # sightings this close on a later visit are the same site
+    flicker_cv_min: float = 0.1
+    flicker_min_s: float = 5.0
+    growth_t_min: float = 2.6  # one-sided t statistic of the A_eq slope (p ≈ 0.01)
+
+
+@dataclass
+class Sighting:
+    """A track seen during one visit of a pose, for the revisit evidence."""
+
+    t: float
+    x: float
+    y: float
+    a_eq_m2_per_range2: float
+
+
+@dataclass
+class PoseMemory:
+    """What a pose remembers across revisits: background, last visit and sightings."""
+
+    pan_deg: float
+    tilt_deg: float
+    hfov_deg: float
+    background_k: np.ndarray | None = None  # per-pixel EWMA over visits (float32)
+    last_visit_k: np.ndarray | None = None  # mean frame of the previous visit
+    last_visit_t: float = math.nan
+    visits: int = 0
+    sightings: list[Sighting] = field(default_factory=list)
+
+    def fold_visit(self, visit_mean_k: np.ndarray, t: float, tau_s: float) -> None:
+        """Merge one visit's mean frame into the background (EWMA with time constant tau_s)."""
+        if self.background_k is None or not math.isfinite(self.last_visit_t):
+            self.background_k = visit_mean_k.astype(np.float32, copy=True)
+        else:
+            alpha = 1.0 - math.exp(-max(t - self.last_visit_t, 0.0) / tau_s)
+            fresh = np.isfinite(visit_mean_k)
+            blended = self.background_k + np.float32(alpha) * (visit_mean_k - self.background_k)
+            stale = ~np.isfinite(self.background_k)
+            self.background_k = np.where(
+                fresh, np.where(stale, visit_mean_k, blended), self.background_k
+            ).astype(np.float32)
+        self.last_visit_k = visit_mean_k.astype(np.float32, copy=True)
+        self.last_visit_t = t
+        self.visits += 1
+
+
+class PoseMemoryBank:
+    """Pose memories looked up by pose within a tolerance; the least recently used go first."""
+
+    def __init__(self, tolerance_deg: float = 0.2, capacity: int = 256) -> None:
+        self.tolerance_deg = tolerance_deg
+        self.capacity = capacity
+        self._memories: list[PoseMemory] = []
+
+    def __len__(self) -> int:
+        return len(self._memories)
+
+    def lookup(self, pan_deg: float, tilt_deg: float, hfov_deg: float) -> PoseMemory:
+        for k, mem in enumerate(self._memories):
+            dpan = abs((pan_deg - mem.pan_deg + 180.0) % 360.0 - 180.0)
+            if (
+                dpan <= self.tolerance_deg
+                and abs(tilt_deg - mem.tilt_deg) <= self.tolerance_deg
+                and abs(hfov_deg - mem.hfov_deg) <= 0.01 * hfov_deg
+            ):
+                self._memories.append(self._memories.pop(k))
+                return mem
+        mem = PoseMemory(pan_deg, tilt_deg, hfov_deg)
+        self._memories.append(mem)
+        if len(self._memories) > self.capacity:
+            self._memories.pop(0)
+        return mem
+
+
+class VisitAccumulator:
+    """Running per-pixel mean of the frames of the current visit (NaN-aware)."""
+
+    def __init__(self) -> None:
+        self._sum: np.ndarray | None = None
+        self._count: np.ndarray | None = None
+        self.last_t = math.nan
+
+    def add(self, kelvin: np.ndarray, t: float) -> None:
+        finite = np.isfinite(kelvin)
+        if self._sum is None or self._count is None or self._sum.shape != kelvin.shape:
+            self._sum = np.zeros(kelvin.shape, dtype=np.float64)
+            self._count = np.zeros(kelvin.shape, dtype=np.int32)
+        self._sum += np.where(finite, kelvin, 0.0)
+        self._count += finite
+        self.last_t = t
+
+    def take_mean(self) -> np.ndarray | None:
+        """The visit's mean frame (NaN where never finite), then start afresh."""
+        if self._sum is None or self._count is None:
+            return None
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(self._count > 0, self._sum / np.maximum(self._count, 1), np.nan)
+        self._sum = None
+        self._count = None
+        return mean.astype(np.float32)
+
+
+def angular_distance_deg(pan1: float, tilt1: float, pan2: float, tilt2: float) -> float:
+    """Great-circle angle between two directions given as azimuth/elevation in degrees."""
+    a1, e1, a2, e2 = map(math.radians, (pan1, tilt1, pan2, tilt2))
+    c = math.sin(e1) * math.sin(e2) + math.cos(e1) * math.cos(e2) * math.cos(a1 - a2)
+    return math.degrees(math.acos(max(-1.0, min(1.0, c))))
+
+
+def near_known_source(
+    pan_deg: float, tilt_deg: float, sources: Sequence[AngularSource], tolerance_deg: float
+) -> AngularSource | None:
+    """The known source whose (radius + drift tolerance) covers the direction, if any."""
+    for src in sources:
+        if angular_distance_deg(pan_deg, tilt_deg, src.pan_deg, src.tilt_deg) <= (
+            src.radius_deg + tolerance_deg
+        ):
+            return src
+    return None
+
+
+def in_glint_cone(
+    pan_deg: float, tilt_deg: float, sun_az_deg: float, sun_el_deg: float, cone_deg: float
+) -> bool:
+    """True when a level reflector at this direction would mirror the sun into the camera."""
+    if sun_el_deg <= 0.0:
+        return False
+    return glint_angle_deg(pan_deg, tilt_deg, sun_az_deg, sun_el_deg) < cone_deg
+
+
+def touches_mask(mask: np.ndarray | None, x: float, y: float, radius_px: int) -> bool:
+    """True when any mask pixel lies within ``radius_px`` of the (rounded) position."""
+    if mask is None:
+        return False
+    h, w = mask.shape
+    i, j = int(round(y)), int(round(x))
+    i0, i1 = max(i - radius_px, 0), min(i + radius_px + 1, h)
+    j0, j1 = max(j - radius_px, 0), min(j + radius_px + 1, w)
+    if i0 >= i1 or j0 >= j1:
+        return False
+    return bool(np.any(mask[i0:i1, j0:j1]))
+
+
+def sample_neighbourhood_max(image: np.ndarray, x: float, y: float, radius_px: int) -> float:
+    """Largest finite value around a position: tolerant of a pixel or two of pose drift."""
+    h, w = image.shape
+    i, j = int(round(y)), int(round(x))
+    i0, i1 = max(i - radius_px, 0), min(i + radius_px + 1, h)
+    j0, j1 = max(j - radius_px, 0), min(j + radius_px + 1, w)
+    if i0 >= i1 or j0 >= j1:
+        return math.nan
+    patch = image[i0:i1, j0:j1]
+    if not np.any(np.isfinite(patch)):
+        return math.nan
+    return float(np.nanmax(patch))
+
+
+@dataclass(frozen=True)
+class Cues:
+    """What the rules saw in one track (for the score and the decision record)."""
+
+    novelty_k: float  # peak − remembered background, NaN on a pose's first visit
+    rise_k_per_min: float  # change since the previous visit, NaN on a first visit
+    step_rise: bool
+    growth: bool
+    flicker: bool
+    flicker_cv: float
+
+
+def motion_reason(track: Track, p: SuppressionParams) -> str | None:
+    """'vehicle' when the track moves more than turbulence explains."""
+    if track.net_displacement_px() > p.max_displacement_px:
+        return "vehicle"
+    if track.duration_s >= p.speed_test_min_s:
+        vx, vy = track.velocity_px_s()
+        if math.hypot(vx, vy) > p.max_speed_px_s:
+            return "vehicle"
+    return None
+
+
+def revisit_cues(
+    track: Track,
+    memory: PoseMemory | None,
+    offset_px: tuple[float, float],
+    t: float,
+    p: SuppressionParams,
+) -> tuple[float, float]:
+    """(novelty_k, rise_k_per_min) of the track's peak against the pose's memory.
+
+    ``offset_px`` moves a position of the current frame into the memory's pixel grid
+    (the pose may differ by a few tenths of a degree between visits).
+    """
+    if memory is None or memory.background_k is None or memory.last_visit_k is None:
+        return math.nan, math.nan
+    x = track.last.x + offset_px[0]
+    y = track.last.y + offset_px[1]
+    background = sample_neighbourhood_max(memory.background_k, x, y, 1)
+    previous = sample_neighbourhood_max(memory.last_visit_k, x, y, 1)
+    novelty = track.last.peak_k - background
+    dt_min = (t - memory.last_visit_t) / 60.0
+    rise = (track.last.peak_k - previous) / dt_min if dt_min > 0 else math.nan
+    return novelty, rise
+
+
+def fire_cues(track: Track, novelty_k: float, rise_k_per_min: float, p: SuppressionParams) -> Cues:
+    """Persistence-independent fire cues: step rise, A_eq growth, flicker (supporting only)."""
+    step = math.isfinite(rise_k_per_min) and rise_k_per_min >= p.step_rise_k_per_min
+    a_eq = [o.a_eq_m2_per_range2 for o in track.observations if math.isfinite(o.a_eq_m2_per_range2)]
+    growth = False
+    if len(a_eq) >= 5 and len(a_eq) == track.hits:
+        slope, t_stat = track.slope_per_s(a_eq)
+        growth = slope > 0 and t_stat > p.growth_t_min
+    cv = track.flicker_cv()
+    flicker = track.duration_s >= p.flicker_min_s and math.isfinite(cv) and cv > p.flicker_cv_min
+    return Cues(
+        novelty_k=novelty_k,
+        rise_k_per_min=rise_k_per_min,
+        step_rise=step,
+        growth=growth,
+        flicker=flicker,
+        flicker_cv=cv,
+    )
+
+
+def surface_reason(track: Track, cues: Cues, is_day: bool, p: SuppressionParams) -> str | None:
+    """'solar' (or 'static' at night) for something that heats like a surface, not a fire.
+
+    Without memory (a pose's first visit) only an extended, moderately warm surface is
+    judged: a fire that small would be compact. With memory, a hotspot that was already
+    there (little novelty over the background) and ramps slowly is a heated surface.
+    """
+    last = track.last
+    if is_day and not last.compact and not last.absolute and last.peak_k < p.extended_solar_max_k:
+        return "solar"
+    if (
+        math.isfinite(cues.novelty_k)
+        and cues.novelty_k < p.novelty_min_k
+        and math.isfinite(cues.rise_k_per_min)
+        and cues.rise_k_per_min < p.solar_ramp_max_k_per_min
+        and not last.absolute
+    ):
+        return "solar" if is_day else "static"
+    return None
+
+
+def road_evidence(
+    track: Track, memory: PoseMemory | None, t: float, p: SuppressionParams
+) -> tuple[bool, bool]:
+    """(enough revisit evidence, cooling) for a track on a mapped road.
+
+    A truck driving at the tower brightens like a growing fire (∝ τ/R²), so on a road
+    the tower needs the same hotspot at the same place over ≥ 3 visits spanning ≥ 3 min,
+    not shrinking; a falling A_eq (a parked vehicle cooling) rejects.
+    """
+    if memory is None:
+        return False, False
+    x, y = track.last.x, track.last.y
+    same = [
+        s
+        for s in memory.sightings
+        if math.hypot(s.x - x, s.y - y) <= p.site_radius_px and s.t < track.first.t
+    ]
+    times = [s.t for s in same] + [t]
+    a_eq = [s.a_eq_m2_per_range2 for s in same] + [track.last.a_eq_m2_per_range2]
+    visits = len(same) + 1
+    if visits < 2:
+        return False, False
+    span = max(times) - min(times)
+    ts = np.asarray(times)
+    vs = np.asarray(a_eq)
+    ts = ts - ts.mean()
+    denom = float((ts * ts).sum())
+    slope = float((ts * (vs - vs.mean())).sum() / denom) if denom > 0 else 0.0
+    cooling = slope < 0.0
+    enough = visits >= p.road_min_revisits and span >= p.road_min_span_s and not cooling
+    return enough, cooling
+
+
+def score(track: Track, cues: Cues, dt_min_k: float) -> float:
+    """A 0–1 fire likelihood: contrast and persistence first, then step, growth, flicker."""
+    contrast = min(max(track.last.delta_t_k, 0.0) / (2.0 * dt_min_k), 1.0)
+    value = (
+        0.35 * contrast
+        + 0.2 * min(track.persistence, 1.0)
+        + 0.15 * (1.0 if cues.step_rise else 0.0)
+        + 0.15 * (1.0 if cues.growth else 0.0)
+        + 0.1 * (1.0 if track.last.compact else 0.0)
+        + 0.05 * (1.0 if cues.flicker else 0.0)
+    )
+    return round(value, 4)
