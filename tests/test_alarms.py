@@ -439,3 +439,19 @@ def test_inconsistent_observations_are_refused() -> None:
         FireObservation(**{**fire_at(45.0, 10_000.0, T0).__dict__, "evidence": {"radar": {}}})
     with pytest.raises(ValueError, match="confidence"):
         FireObservation(**{**fire_at(45.0, 10_000.0, T0).__dict__, "confidence": 1.5})
+
+
+def test_a_write_cut_short_by_a_crash_leaves_the_previous_state(state: Path) -> None:
+    book = book_at(state)
+    first = book.observe_confirmed(fire_at(45.0, 10_000.0, T0), T0)
+    assert first is not None
+    # kill -9 during a save leaves a half-written temp file beside the intact state.
+    state.with_name("alarms.json.tmp").write_text('{"format": "towerwatch.al')
+
+    restarted = book_at(state)
+
+    assert [a.alarm_id for a in restarted.open_alarms()] == [first.alarm_id]
+    assert restarted.test_alarm(T0 + 1.0).state == "test"
+    restarted.observe_absent(first.alarm_id, T0 + 60.0)
+    assert not state.with_name("alarms.json.tmp").exists()
+    assert book_at(state).open_alarms()[0].last_looked_at == T0 + 60.0
