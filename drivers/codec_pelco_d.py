@@ -12,12 +12,14 @@ Angle encoding used here (vendors differ, so it is written down once):
 - tilt: hundredths of a degree of the head's own tilt, positive up; a negative tilt t is
   sent as 36000 − |t|·100, so −15° → 34500 and +90° → 9000. Values above 18000 decode
   as negative.
-- zoom: a position 0…65535 from the widest to the narrowest field of view; the driver
-  maps it to a horizontal field of view through its configured hfov range.
+- zoom: a position 0…65535 from the widest to the narrowest field of view, mapped to
+  the horizontal field of view geometrically (equal position steps are equal zoom
+  ratios, as on a motorised zoom lens): hfov = wide · (tele / wide)^(position / max).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 SYNC = 0xFF
@@ -130,6 +132,27 @@ def decode_tilt(value: int) -> float:
     if not 0 <= value < CENTIDEG_PER_TURN:
         raise PelcoDError(f"Pelco-D tilt value must be 0…35999, got {value}")
     return (value - CENTIDEG_PER_TURN if value > CENTIDEG_PER_TURN // 2 else value) / 100.0
+
+
+def zoom_position_to_hfov(
+    position: int, hfov_wide_deg: float, hfov_tele_deg: float, position_max: int = ZOOM_POSITION_MAX
+) -> float:
+    """Zoom position (0 = widest) → horizontal field of view in degrees."""
+    fraction = min(max(position / position_max, 0.0), 1.0)
+    return hfov_wide_deg * (hfov_tele_deg / hfov_wide_deg) ** fraction
+
+
+def hfov_to_zoom_position(
+    hfov_deg: float,
+    hfov_wide_deg: float,
+    hfov_tele_deg: float,
+    position_max: int = ZOOM_POSITION_MAX,
+) -> int:
+    """Horizontal field of view in degrees → zoom position, clamped to the lens's range."""
+    if not (math.isfinite(hfov_deg) and hfov_deg > 0.0):
+        raise PelcoDError(f"Pelco-D field of view must be a positive angle, got {hfov_deg}")
+    fraction = math.log(hfov_deg / hfov_wide_deg) / math.log(hfov_tele_deg / hfov_wide_deg)
+    return round(min(max(fraction, 0.0), 1.0) * position_max)
 
 
 # ------------------------------------------------------------------- commands
