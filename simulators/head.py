@@ -26,6 +26,12 @@ from simulators.clock import SimClock
 _ZOOM_ACCEL_PER_S2 = 1.0e6
 
 
+def _wrap360(angle_deg: float) -> float:
+    """Angle in [0, 360); a tiny negative angle would otherwise wrap to exactly 360.0."""
+    wrapped = angle_deg % 360.0
+    return 0.0 if wrapped >= 360.0 else wrapped
+
+
 class HeadCommandRefused(ValueError):
     """The head refuses a command (unknown preset, preset memory full, preset while moving)."""
 
@@ -381,7 +387,7 @@ class SimulatedHead:
         ln_hfov, _ = self._zoom.evaluate(t)
         end_t = max(a.motion_end_t() for a in (self._pan, self._tilt, self._zoom))
         return HeadState(
-            raw_pan_deg=pan % 360.0,
+            raw_pan_deg=_wrap360(pan),
             raw_tilt_deg=tilt,
             hfov_deg=math.exp(ln_hfov),
             moving=t < end_t + self.settle_s,
@@ -401,7 +407,7 @@ class SimulatedHead:
             pan = state.raw_pan_deg - half * self._pan.last_direction(t)
             tilt = state.raw_tilt_deg - half * self._tilt.last_direction(t)
         return (
-            (pan + self.mount_pan_offset_deg) % 360.0,
+            _wrap360(pan + self.mount_pan_offset_deg),
             tilt + self.mount_tilt_offset_deg,
             state.hfov_deg,
         )
