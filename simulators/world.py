@@ -117,6 +117,7 @@ class _PoseCache:
     elevation_deg: F32
     haze: F32
     specular_idx: npt.NDArray[np.intp]
+    visible_base: F32
 
 
 @numba.njit(cache=True)
@@ -330,6 +331,13 @@ class SimWorld:
         vis_ext_per_m = 3.912 / (self.scenario.weather.visibility_km * 1000.0)
         haze = (1.0 - np.exp(-vis_ext_per_m * slant)).astype(np.float32)
         spec = np.flatnonzero(SPECULAR[cls].ravel() & ground.ravel())
+        elev_deg = np.degrees(el).astype(np.float32)
+        sky_col = _CLASS_BGR[tr.SKY]
+        vis = _CLASS_BGR[cls] * (1.0 + 0.08 * tex32[..., None])
+        vis = vis * (1.0 - haze[..., None]) + sky_col * haze[..., None]
+        sky_px = ~ground
+        vis[sky_px] = sky_col * (1.0 - 0.3 * np.clip(elev_deg[sky_px, None] / 10.0, 0, 1))
+        visible_base = vis.astype(np.float32)
         cache = _PoseCache(
             pose,
             dirs,
@@ -339,9 +347,10 @@ class SimWorld:
             tex32,
             tau,
             path,
-            np.degrees(el).astype(np.float32),
+            elev_deg,
             haze,
             spec,
+            visible_base,
         )
         if len(self._pose_cache) > 32:
             self._pose_cache.pop(next(iter(self._pose_cache)))
@@ -518,11 +527,10 @@ class SimWorld:
         t_unix: float,
     ) -> npt.NDArray[np.uint8]:
         light = float(np.clip((sun_el + 6.0) / 20.0, 0.03, 1.0))
-        base = _CLASS_BGR[c.cls] * (1.0 + 0.08 * c.texture[..., None])
-        sky_col = _CLASS_BGR[tr.SKY] * light
-        img = base * light * (1.0 - c.haze[..., None]) + sky_col * c.haze[..., None]
-        img[c.sky] = sky_col * (1.0 - 0.3 * np.clip(c.elevation_deg[c.sky, None] / 10.0, 0, 1))
-        img8 = np.ascontiguousarray(np.clip(img, 0, 255).astype(np.uint8))
+        # Daylight scales the whole precomputed view; convertScaleAbs saturates to uint8.
+        img8: npt.NDArray[np.uint8] = np.ascontiguousarray(
+            cv2.convertScaleAbs(c.visible_base, alpha=light), dtype=np.uint8
+        )
         a_px = 1.0 / pose.focal_px
         smoke = img8.copy()
         any_smoke = False
