@@ -24,6 +24,7 @@ from detectors.suppression import (
     Sighting,
     SuppressionParams,
     VisitAccumulator,
+    extended_warm,
     fire_cues,
     in_glint_cone,
     motion_reason,
@@ -366,7 +367,8 @@ class FramePipeline:
         self._visit.add(kelvin, t)
         touched, ended = self._tracker.update(t, blobs)
         for track in ended:
-            if not track.qualified and track.rejected_reason is None:
+            # a one-frame blip is noise, not an event worth a decision
+            if not track.qualified and track.rejected_reason is None and track.hits >= 2:
                 decisions.append(self._decision(track, t, "rejected", "transient", 0.0))
         offset = self._memory_offset_px(pan_deg, tilt_deg, hfov_deg)
         for track in touched:
@@ -412,6 +414,10 @@ class FramePipeline:
             return self._decision(track, t, "rejected", "known_source", 0.0, src.name)
         if in_glint_cone(pan, tilt, sun_az_deg, sun_el_deg, sp.glint_cone_deg):
             return self._decision(track, t, "rejected", "glint", 0.0)
+        if is_day and track.hits >= 2 and extended_warm(track, sp):
+            # the edge of a sunlit surface flickers around the threshold: judge it by
+            # what it is before its jittering centroid is mistaken for motion
+            return self._decision(track, t, "rejected", "solar", 0.0)
         reason = motion_reason(track, sp)
         if reason is not None:
             return self._decision(track, t, "rejected", reason, 0.0)

@@ -266,6 +266,12 @@ def fire_cues(track: Track, novelty_k: float, rise_k_per_min: float, p: Suppress
     )
 
 
+def extended_warm(track: Track, p: SuppressionParams) -> bool:
+    """Extended (C1 without C2) and cooler than a fire could be: a sunlit surface's edge."""
+    last = track.last
+    return not last.compact and not last.absolute and last.peak_k < p.extended_solar_max_k
+
+
 def surface_reason(track: Track, cues: Cues, is_day: bool, p: SuppressionParams) -> str | None:
     """'solar' (or 'static' at night) for something that heats like a surface, not a fire.
 
@@ -274,7 +280,7 @@ def surface_reason(track: Track, cues: Cues, is_day: bool, p: SuppressionParams)
     there (little novelty over the background) and ramps slowly is a heated surface.
     """
     last = track.last
-    if is_day and not last.compact and not last.absolute and last.peak_k < p.extended_solar_max_k:
+    if is_day and extended_warm(track, p):
         return "solar"
     if (
         math.isfinite(cues.novelty_k)
