@@ -180,7 +180,8 @@ def test_slow_soap_becomes_a_timeout_naming_the_setting(tower) -> None:
             DeviceUnavailable, match=r"no reply to GetStatus within 0.3 s \(ptz.timeout_s\)"
         ):
             driver.status()
-        assert driver.health().counters["timeouts"] == 1
+        # The reconnect that follows may time out too while the device stays slow.
+        assert driver.health().counters["timeouts"] >= 1
         server.faults.slow_reply_s = 0.0
         assert driver.wait_connected(10.0)
         driver.status()
