@@ -17,7 +17,7 @@ import structlog
 
 from edge.geodesy import distance_bearing, geodetic_to_enu
 from edge.geolocation import Geolocation
-from edge.messages import AlarmState, RangeSource, build_alarm
+from edge.messages import AlarmMessage, AlarmState, RangeSource, build_alarm
 
 log = structlog.get_logger(__name__)
 
@@ -222,7 +222,11 @@ class AlarmEvent:
     confidence: float
 
     def to_payload(self, tower: Mapping[str, Any]) -> dict[str, Any]:
-        """The `towerwatch.alarm/1` JSON object; tower is {"id", "lat", "lon"}.
+        """The `towerwatch.alarm/1` JSON object; tower is {"id", "lat", "lon"}."""
+        return self.to_message(tower).to_dict()
+
+    def to_message(self, tower: Mapping[str, Any]) -> AlarmMessage:
+        """The validated `towerwatch.alarm/1` message; tower is {"id", "lat", "lon"}.
 
         Built and validated by edge.messages.build_alarm, so the schema lives there.
         The thermal evidence carries the hotspot's peak contrast (peak_k) besides
@@ -231,7 +235,7 @@ class AlarmEvent:
         obs = self.observation
         thermal = {"peak_k": obs.peak_k, **obs.evidence.get("thermal", {})}
         ellipse = obs.uncertainty
-        message = build_alarm(
+        return build_alarm(
             alarm_id=self.alarm_id,
             seq=self.seq,
             state=self.state,
@@ -259,7 +263,6 @@ class AlarmEvent:
             growth_m2_per_min=self.growth_m2_per_min,
             confidence=self.confidence,
         )
-        return message.to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -197,6 +197,12 @@ class AlarmSettings(StrictSettings):
     clear_after_s: float = Field(600.0, ge=10.0, le=86400.0, description="fire gone this long")
     update_min_interval_s: float = Field(30.0, ge=1.0, le=3600.0, description="rate limit")
     merge_radius_m: float = Field(500.0, ge=10.0, le=20000.0, description="same fire within this")
+    merge_bearing_deg: float = Field(
+        1.0,
+        ge=0.05,
+        le=10.0,
+        description="same fire within this bearing when only bearings are known",
+    )
     revisit_interval_s: float = Field(
         120.0, ge=10.0, le=3600.0, description="re-look at open fires"
     )
@@ -261,6 +267,11 @@ class TowerConfig(StrictSettings):
 
     schema_version: Literal[1] = Field(description="config schema version")
     tower: TowerSettings
+    time_source: Literal["system", "camera"] = Field(
+        "system",
+        description="system: the gateway clock (field); camera: the frame timestamps, "
+        "which a simulated tower running faster than real time carries",
+    )
     camera: CameraSettings = CameraSettings()
     thermal: DriverSection
     visible: DriverSection | None = None
@@ -468,13 +479,13 @@ def _validate_devices(
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> TowerConfig:
     """Load, override and validate a config file; raises ConfigError listing every problem."""
     doc = load_yaml_file(Path(path))
+    # Duplicate keys are reported but the rest is still checked: one run, every problem.
     problems = list(doc.problems)
     data = doc.data
-    if not problems and not isinstance(data, dict):
-        problems.append(f"{doc.source}:1: the config must be a mapping of sections")
-    if problems:
+    if data is None:
         raise ConfigError(problems)
-    assert isinstance(data, dict)
+    if not isinstance(data, dict):
+        raise ConfigError([*problems, f"{doc.source}:1: the config must be a mapping of sections"])
     override_sources: dict[KeyPath, str] = {}
     for assignment in overrides:
         key_path, error = _apply_override(data, assignment)

@@ -91,6 +91,12 @@ class PatrolPlan:
     def next_index(self) -> int:
         return self._next
 
+    def resume_at(self, index: int) -> None:
+        """Make ``index`` the next stop (after an interruption at that stop)."""
+        if not 0 <= index < len(self.stops):
+            raise IndexError(f"no patrol stop {index}")
+        self._next = index
+
     def take_next(self) -> Stop:
         """The next stop; wraps around and counts a completed cycle."""
         stop = self.stops[self._next]

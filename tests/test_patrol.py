@@ -68,3 +68,13 @@ def test_patrol_skips_stops_that_would_look_into_the_sun() -> None:
     assert plan.skipped_for_sun > 0
     blocked = PatrolPlan(tile_sector(100.0, 4.0, 0.0, 6.0, 0.0))
     assert blocked.take_next_clear_of_sun(4.7, 102.0, 1.0, 5.0) is None
+
+
+def test_patrol_resumes_at_the_interrupted_stop() -> None:
+    plan = PatrolPlan(tile_sector(0.0, 40.0, 0.0, 5.0, 0.0))
+    plan.take_next()
+    interrupted = plan.take_next()
+    plan.resume_at(interrupted.index)
+    assert plan.take_next() == interrupted
+    with pytest.raises(IndexError):
+        plan.resume_at(len(plan.stops))

@@ -1,0 +1,207 @@
+"""The fire-point localisation scan: re-judge a candidate zoomed in and centred (algorithms.md §4).
+
+The head is centred on the candidate at the longest focal length; after it settles, every
+frame of the dwell is searched near the expected position. The verdict requires:
+persistence (the hotspot is there in most frames), no motion (a vehicle drifts across
+pixels), and the zoom-scaling test (a sub-pixel fire keeps its fire-equivalent area when
+the pixels shrink, a warm surface keeps its temperature). An undecided scan is revisited;
+a failed one is dismissed with its reason.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from detectors import radiometry
+from detectors.blobs import make_blobs
+from detectors.hotspot import HotspotParams, detect_hotspots, radiance_lut
+from detectors.pipeline import pan_tilt_to_pixel, pixel_to_pan_tilt
+from detectors.solar import sun_position
+from detectors.zoom_test import BlobMeasurement, measure, zoom_test
+from drivers.base import Frame
+from edge.config import TowerConfig
+from edge.detection import Candidate, band_radiance_of, detection_params
+
+Outcome = Literal["confirmed", "dismissed", "undecided"]
+
+# Half-size of the window searched around the expected position: the pointing error of a
+# calibrated head (≈0.05°) plus the candidate's own centroid error, in zoomed pixels,
+# is far below it, and the kernel's 21×21 context fits with room to spare.
+SEARCH_HALF_PX = 48
+# Centroid drift over the dwell above this (zoomed pixels) is motion: turbulence moves a
+# hot spot by < 0.4 px at the patrol zoom (algorithms.md §3), ≈ 1 px zoomed.
+MAX_DRIFT_PX = 3.0
+MIN_PERSISTENCE_TO_REVISIT = 0.3  # seen less than this: not a fire now
+
+
+@functools.lru_cache(maxsize=4)
+def _lut(params: HotspotParams) -> np.ndarray:
+    return radiance_lut(radiometry.band_radiance, params)
+
+
+@dataclass(frozen=True)
+class Sighting:
+    t: float
+    x: float
+    y: float
+    peak_k: float
+    bg_k: float
+    a_eq_m2_per_range2: float
+    narrow: BlobMeasurement
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: Outcome
+    reason: str
+    bearing_deg: float
+    elevation_deg: float
+    peak_k: float
+    a_eq_m2_per_range2: float
+    confidence: float
+    evidence: dict[str, Any]
+    frame: Frame | None = None
+    hotspot_xy: tuple[float, float] = (math.nan, math.nan)
+
+    def a_eq_m2(self, range_m: float | None, transmittance: float) -> float:
+        """Fire-equivalent area in m² at a range (0 when the range is unknown)."""
+        if range_m is None or transmittance <= 0.0:
+            return 0.0
+        return self.a_eq_m2_per_range2 * range_m * range_m / transmittance
+
+
+@dataclass
+class ConfirmationScan:
+    cfg: TowerConfig
+    candidate: Candidate
+    frames: int = 0
+    sightings: list[Sighting] = field(default_factory=list)
+    last_frame: Frame | None = None
+    last_pose: tuple[float, float, float] | None = None
+
+    def add_frame(self, frame: Frame, pose: tuple[float, float, float], now: float) -> None:
+        self.frames += 1
+        pan, tilt, hfov = pose
+        cam = self.cfg.camera
+        height, width = frame.image.shape[:2]
+        ex, ey = pan_tilt_to_pixel(
+            self.candidate.pan_deg, self.candidate.tilt_deg, pan, tilt, hfov, width, height
+        )
+        if not (math.isfinite(ex) and math.isfinite(ey)):
+            return
+        x0 = int(min(max(round(ex) - SEARCH_HALF_PX, 0), max(width - 2 * SEARCH_HALF_PX, 0)))
+        y0 = int(min(max(round(ey) - SEARCH_HALF_PX, 0), max(height - 2 * SEARCH_HALF_PX, 0)))
+        crop = np.ascontiguousarray(
+            frame.image[y0 : y0 + 2 * SEARCH_HALF_PX, x0 : x0 + 2 * SEARCH_HALF_PX],
+            dtype=np.float32,
+        )
+        _, sun_el = sun_position(frame.t, self.cfg.tower.lat, self.cfg.tower.lon)
+        params = detection_params(self.cfg.detection).hotspot(
+            sun_el > self.cfg.detection.sun_elevation_day_deg, cam.radiometric
+        )
+        result = detect_hotspots(crop, params, _lut(params))
+        ifov_rad = math.radians(hfov) / width
+        blobs = make_blobs(crop, result, band_radiance_of, ifov_rad, None, params.saturation_k)
+        best = None
+        best_d = math.inf
+        for blob in blobs:
+            d = math.hypot(blob.x + x0 - ex, blob.y + y0 - ey)
+            if d < best_d:
+                best, best_d = blob, d
+        if best is None:
+            return
+        x, y = best.x + x0, best.y + y0
+        narrow = measure(frame.image, x, y, best.bg_k, band_radiance_of)
+        self.sightings.append(
+            Sighting(frame.t, x, y, best.peak_k, best.bg_k, best.a_eq_m2_per_range2, narrow)
+        )
+        self.last_frame = frame
+        self.last_pose = pose
+
+    def verdict(self) -> Verdict:
+        c = self.candidate
+        n, seen = self.frames, len(self.sightings)
+        persistence = seen / n if n else 0.0
+        evidence: dict[str, Any] = {
+            "frames": n,
+            "persistence": round(persistence, 3),
+            "wide_delta_t_k": None if math.isnan(c.delta_t_k) else round(c.delta_t_k, 2),
+        }
+
+        def result(outcome: Outcome, reason: str, confidence: float = 0.0) -> Verdict:
+            evidence["verdict"] = reason
+            if not self.sightings or self.last_pose is None or self.last_frame is None:
+                return Verdict(outcome, reason, c.pan_deg, c.tilt_deg, math.nan, 0.0,
+                               confidence, evidence)  # fmt: skip
+            last = self.sightings[-1]
+            x = statistics.median(s.x for s in self.sightings)
+            y = statistics.median(s.y for s in self.sightings)
+            pan, tilt, hfov = self.last_pose
+            height, width = self.last_frame.image.shape[:2]
+            bearing, elevation = pixel_to_pan_tilt(x, y, pan, tilt, hfov, width, height)
+            return Verdict(
+                outcome,
+                reason,
+                bearing % 360.0,
+                elevation,
+                max(s.peak_k for s in self.sightings),
+                statistics.median(s.a_eq_m2_per_range2 for s in self.sightings),
+                confidence,
+                evidence,
+                self.last_frame,
+                (last.x, last.y),
+            )
+
+        if n == 0:
+            return result("undecided", "no frames during the dwell")
+        if persistence < MIN_PERSISTENCE_TO_REVISIT:
+            return result("dismissed", "transient")
+        drift = self._drift_px()
+        evidence["drift_px"] = round(drift, 2)
+        if drift > MAX_DRIFT_PX:
+            return result("dismissed", "vehicle")
+        zoom = self._zoom_verdict()
+        if zoom is not None:
+            evidence["zoom_a_eq_ratio"] = (
+                round(zoom.ratio, 3) if math.isfinite(zoom.ratio) else None
+            )
+            evidence["zoom_delta_t_ratio"] = (
+                round(zoom.delta_t_ratio, 3) if math.isfinite(zoom.delta_t_ratio) else None
+            )
+            evidence["zoom_decisive"] = zoom.decisive
+            if zoom.decisive and not zoom.compact:
+                return result("dismissed", "extended")
+        if persistence < self.cfg.confirmation.persistence_fraction:
+            return result("undecided", "intermittent")
+        compact = zoom is not None and zoom.decisive and zoom.compact
+        confidence = min(1.0, 0.5 + 0.3 * persistence + (0.2 if compact else 0.0))
+        return result("confirmed", "fire", confidence)
+
+    def seen(self) -> bool:
+        return bool(self.sightings)
+
+    def _drift_px(self) -> float:
+        """Largest distance of a sighting from the median position."""
+        xs = [s.x for s in self.sightings]
+        ys = [s.y for s in self.sightings]
+        mx, my = statistics.median(xs), statistics.median(ys)
+        return max(math.hypot(x - mx, y - my) for x, y in zip(xs, ys, strict=True))
+
+    def _zoom_verdict(self) -> Any:
+        wide = self.candidate.wide
+        if wide is None or self.last_pose is None or self.last_frame is None:
+            return None
+        width = self.last_frame.image.shape[1]
+        ifov_narrow = math.radians(self.last_pose[2]) / width * 1e3
+        ifov_wide = math.radians(self.candidate.hfov_deg) / width * 1e3
+        narrow = BlobMeasurement(
+            excess_radiance=statistics.median(s.narrow.excess_radiance for s in self.sightings),
+            delta_t_k=statistics.median(s.narrow.delta_t_k for s in self.sightings),
+        )
+        return zoom_test(wide, narrow, ifov_wide, ifov_narrow)

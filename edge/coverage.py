@@ -1,0 +1,81 @@
+"""Today's detection range of the mission fires, from the link budget and the weather.
+
+A tower that can no longer see the mission fires at their required range (haze, humid
+air) says so in its status as `degraded` instead of silently missing fires.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from detectors.radiometry import (
+    Atmosphere,
+    Optics,
+    case_c_effective_area_m2,
+    max_detectable_range_m,
+)
+from edge.config import CameraSettings, CoverageSettings, WeatherSettings
+
+# Single-look design criterion at the worst sub-pixel position (algorithms.md §1).
+CRITERION_DAY_K = 10.0
+CRITERION_NIGHT_K = 6.0
+
+
+@dataclass(frozen=True)
+class MissionRange:
+    size_m: float
+    required_range_m: float
+    detectable_range_m: float
+
+    @property
+    def met(self) -> bool:
+        return self.detectable_range_m >= self.required_range_m
+
+
+def optics_of(camera: CameraSettings) -> Optics:
+    return Optics(
+        pixel_pitch_um=camera.pixel_pitch_um,
+        focal_length_mm=camera.focal_length_mm,
+        f_number=camera.f_number,
+        lens_efficiency=camera.lens_efficiency,
+        netd_mk=camera.netd_mk,
+    )
+
+
+def atmosphere_of(weather: WeatherSettings) -> Atmosphere:
+    return Atmosphere(
+        air_temp_c=weather.air_temp_c,
+        relative_humidity_pct=weather.relative_humidity_pct,
+        visibility_km=weather.visibility_km,
+        pressure_hpa=weather.pressure_hpa,
+    )
+
+
+def mission_ranges(
+    camera: CameraSettings, weather: WeatherSettings, coverage: CoverageSettings, *, is_day: bool
+) -> list[MissionRange]:
+    """For each mission fire (design case C), the farthest range it is still detected at."""
+    optics = optics_of(camera)
+    atmosphere = atmosphere_of(weather)
+    criterion = CRITERION_DAY_K if is_day else CRITERION_NIGHT_K
+    background_k = weather.air_temp_c + 273.15
+    return [
+        MissionRange(
+            size_m=fire.size_m,
+            required_range_m=fire.range_m,
+            detectable_range_m=max_detectable_range_m(
+                optics,
+                atmosphere,
+                case_c_effective_area_m2(fire.size_m),
+                criterion,
+                background_k=background_k,
+            ),
+        )
+        for fire in coverage.mission_fires
+    ]
+
+
+def coverage_range_m(ranges: list[MissionRange]) -> float:
+    """The detection range reported in status: the largest mission fire's range."""
+    largest = max(ranges, key=lambda r: r.size_m)
+    return largest.detectable_range_m

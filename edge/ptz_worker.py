@@ -1,0 +1,110 @@
+"""Owns the PTZ head in its own thread so a slow or dead head never stalls frame processing.
+
+The main loop posts a target (newest wins) and reads the newest status; the worker sends
+the move, polls the head's status and records errors for the health report.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import structlog
+
+from drivers.base import DriverError, PtzHead, PtzStatus
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class PtzTarget:
+    request_id: int
+    pan_deg: float
+    tilt_deg: float
+    hfov_deg: float | None
+
+
+@dataclass(frozen=True)
+class PtzReading:
+    status: PtzStatus | None
+    sent_request_id: int  # the newest target handed to the head
+    status_after_request_id: int  # the newest target this status was read after
+    error: str | None
+
+
+class PtzWorker:
+    def __init__(self, head: PtzHead, poll_interval_s: float = 0.1) -> None:
+        self._head = head
+        self._poll_interval_s = poll_interval_s
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._target: PtzTarget | None = None
+        self._next_id = 0
+        self._reading = PtzReading(None, 0, 0, None)
+        self._thread: threading.Thread | None = None
+        self.move_errors = 0
+        self.status_errors = 0
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="ptz", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10.0)
+            self._thread = None
+
+    def move_to(self, pan_deg: float, tilt_deg: float, hfov_deg: float | None = None) -> int:
+        """Post a target; returns its request id (see ``reading().sent_request_id``)."""
+        with self._lock:
+            self._next_id += 1
+            self._target = PtzTarget(self._next_id, pan_deg, tilt_deg, hfov_deg)
+            request_id = self._next_id
+        self._wake.set()
+        return request_id
+
+    def reading(self) -> PtzReading:
+        with self._lock:
+            return self._reading
+
+    def _run(self) -> None:
+        sent_id = 0
+        last_error: str | None = None
+        while not self._stop.is_set():
+            with self._lock:
+                target, self._target = self._target, None
+            if target is not None:
+                try:
+                    self._head.absolute_move(target.pan_deg, target.tilt_deg, target.hfov_deg)
+                    sent_id = target.request_id
+                    last_error = None
+                except DriverError as exc:
+                    self.move_errors += 1
+                    last_error = str(exc)
+                    log.warning("ptz move failed", error=last_error)
+                    with self._lock:  # retry this target unless a newer one came
+                        if self._target is None:
+                            self._target = target
+            status_request = sent_id
+            try:
+                status = self._head.status()
+            except DriverError as exc:
+                self.status_errors += 1
+                last_error = str(exc)
+                status = None
+            with self._lock:
+                previous = self._reading
+                self._reading = PtzReading(
+                    status if status is not None else previous.status,
+                    sent_id,
+                    status_request if status is not None else previous.status_after_request_id,
+                    last_error,
+                )
+            self._wake.wait(self._poll_interval_s if last_error is None else 1.0)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
