@@ -511,7 +511,8 @@ class SimWorld:
         # metal and glass reflect what they do not emit.
         incidence_cos = np.clip(-d[:, 2], 0.0, 1.0)
         rho = np.where(water, 0.02 + 0.98 * (1.0 - incidence_cos) ** 5, 1.0 - EMISSIVITY[cls])
-        sun_path_m = min(60_000.0, 8_000.0 / max(math.sin(math.radians(sun_el)), 0.02))
+        # Water vapour, the window's absorber, has a ~2 km scale height: the sun's slant path.
+        sun_path_m = min(60_000.0, 2_000.0 / max(math.sin(math.radians(sun_el)), 0.02))
         tau_sun = float(self.atmosphere.transmittance(sun_path_m, _SUN_K))
         lobe = np.exp(-(g**2) / (2 * sigma**2)) / (2 * math.pi * sigma**2)
         flat = surf.reshape(-1)
