@@ -29,6 +29,8 @@ import structlog
 _log = structlog.get_logger(__name__)
 
 _POLL_S = 0.01
+# Longest a write waits for a full pty buffer to drain before the reader counts as gone.
+_WRITE_WAIT_S = 0.2
 
 
 class PtySerialDevice(abc.ABC):
@@ -48,6 +50,7 @@ class PtySerialDevice(abc.ABC):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._silent = False
+        self._stalled = False
         self._corrupt_next = 0
         self._truncate_next = 0
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
@@ -113,6 +116,7 @@ class PtySerialDevice(abc.ABC):
             tty.setraw(master)
             os.set_blocking(master, False)
             self._master, self._slave = master, slave
+            self._stalled = False
             self._tty_path = os.ttyname(slave)
             tmp_link = f"{self._link_path}.{os.getpid()}.tmp"
             os.symlink(self._tty_path, tmp_link)
@@ -193,15 +197,21 @@ class PtySerialDevice(abc.ABC):
                 try:
                     written = os.write(master, view)
                 except BlockingIOError:
-                    # Nobody is reading and the line buffer is full: the bytes are lost.
-                    self.bytes_lost += len(view)
-                    return
+                    # The line buffer is full. A reader drains it within milliseconds, so
+                    # wait for it, as a UART's flow would; with nobody reading, give up and
+                    # stop waiting until the buffer drains again: those bytes are lost.
+                    if self._stalled or not select.select([], [master], [], _WRITE_WAIT_S)[1]:
+                        self._stalled = True
+                        self.bytes_lost += len(view)
+                        return
+                    continue
                 except OSError as exc:
                     if exc.errno != errno.EIO:
                         raise
                     self.bytes_lost += len(view)
                     return
                 view = view[written:]
+            self._stalled = False
 
     def corrupt_checksum(self, frame: bytes) -> bytes:
         return frame[:-1] + bytes((frame[-1] ^ 0x01,))
