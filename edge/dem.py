@@ -241,6 +241,9 @@ class Dem:
         self.heights_m = grid
         self.geometry = geometry
         self.source = source
+        self._flat = np.ascontiguousarray(grid).ravel()
+        self._has_nodata = bool(np.isnan(grid).any())
+        self._envelopes: dict[tuple[int, int], FloatArray] = {}
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -271,20 +274,70 @@ class Dem:
         inside = (row >= -eps) & (row <= rows - 1 + eps) & (col >= -eps) & (col <= cols - 1 + eps)
         r = np.clip(np.where(inside, row, 0.0), 0.0, rows - 1)
         c = np.clip(np.where(inside, col, 0.0), 0.0, cols - 1)
-        r0 = np.minimum(np.floor(r).astype(np.intp), rows - 2)
-        c0 = np.minimum(np.floor(c).astype(np.intp), cols - 2)
+        r0 = np.minimum(r.astype(np.intp), rows - 2)  # r >= 0, so truncation is floor
+        c0 = np.minimum(c.astype(np.intp), cols - 2)
         fr, fc = r - r0, c - c0
-        z = self.heights_m
-        value = np.zeros(np.shape(r))
-        for dr, dc, w in (
-            (0, 0, (1.0 - fr) * (1.0 - fc)),
-            (0, 1, (1.0 - fr) * fc),
-            (1, 0, fr * (1.0 - fc)),
-            (1, 1, fr * fc),
-        ):
-            # A no-data (NaN) node poisons only the points that actually weigh it.
-            value = value + np.where(w > 0.0, w * z[r0 + dr, c0 + dc], 0.0)
+        # Flat gathers: this lookup is the inner loop of the geolocation ray march.
+        idx = r0 * cols + c0
+        z00 = self._flat.take(idx)
+        z01 = self._flat.take(idx + 1)
+        z10 = self._flat.take(idx + cols)
+        z11 = self._flat.take(idx + cols + 1)
+        if self._has_nodata:
+            # A no-data (NaN) node must spoil only the points that actually weigh it.
+            value = np.zeros(np.shape(r))
+            for z, w in (
+                (z00, (1.0 - fr) * (1.0 - fc)),
+                (z01, (1.0 - fr) * fc),
+                (z10, fr * (1.0 - fc)),
+                (z11, fr * fc),
+            ):
+                value = value + np.where(w > 0.0, w * z, 0.0)
+        else:
+            top = z00 + (z01 - z00) * fc
+            bottom = z10 + (z11 - z10) * fc
+            value = top + (bottom - top) * fr
         return np.where(inside, value, np.nan)
+
+    def _cells_per_metre(self) -> tuple[float, float]:
+        """Grid cells per metre along rows and columns (the larger where it varies)."""
+        g = self.geometry
+        if g.crs != "geographic":
+            return 1.0 / abs(g.step_row), 1.0 / abs(g.step_col)
+        rows = self.shape[0]
+        lats = (g.origin_row, g.origin_row + g.step_row * (rows - 1))
+        # Columns are narrowest at the grid's most poleward latitude.
+        cos_min = max(min(math.cos(math.radians(lat)) for lat in lats), 1e-6)
+        metres_per_deg = math.radians(1.0) * WGS84_A_M * (1.0 - WGS84_E2)
+        return 1.0 / (abs(g.step_row) * metres_per_deg), 1.0 / (
+            abs(g.step_col) * math.radians(1.0) * WGS84_A_M * cos_min
+        )
+
+    def envelope_or_nan(
+        self, lat_deg: npt.ArrayLike, lon_deg: npt.ArrayLike, radius_m: float
+    ) -> FloatArray:
+        """An upper bound of the interpolated surface anywhere within radius_m of each point.
+
+        The ray march uses it to skip long stretches where the ray clears every
+        hill. It is the nearest node of a max-filtered grid whose window covers
+        the radius plus the bilinear support; NaN outside the grid.
+        """
+        per_row_m, per_col_m = self._cells_per_metre()
+        # Nearest node ±0.5 cell, bilinear support ±1 cell: 2 cells beyond the radius.
+        half = (math.ceil(radius_m * per_row_m) + 2, math.ceil(radius_m * per_col_m) + 2)
+        if half not in self._envelopes:
+            filled = np.where(np.isnan(self.heights_m), -np.inf, self.heights_m)
+            kernel = np.ones((2 * half[0] + 1, 2 * half[1] + 1), np.uint8)
+            dilated = cv2.dilate(filled, kernel, borderType=cv2.BORDER_REPLICATE)
+            self._envelopes[half] = np.asarray(dilated, dtype=np.float64)
+        envelope = self._envelopes[half]
+        row, col = self.geometry.fractional_index(lat_deg, lon_deg)
+        rows, cols = self.shape
+        r = np.rint(row)
+        c = np.rint(col)
+        inside = (r >= 0) & (r <= rows - 1) & (c >= 0) & (c <= cols - 1)
+        idx = np.where(inside, r, 0).astype(np.intp) * cols + np.where(inside, c, 0).astype(np.intp)
+        return np.where(inside, envelope.ravel().take(idx), np.nan)
 
     def height_m(self, lat_deg: npt.ArrayLike, lon_deg: npt.ArrayLike) -> FloatArray:
         """Bilinear heights at WGS-84 points; raises naming the first point off the grid."""

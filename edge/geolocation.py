@@ -34,7 +34,11 @@ _CHI2_2D_95 = 5.991464547107979
 # between are interpolated linearly in lat/lon, which is off by millimetres only
 # (a geodesic bends away from a lat/lon chord by ~L² tan φ / 8R).
 _PATH_NODE_SPACING_M = 1000.0
-_MARCH_BLOCK_STEPS = 128
+_MARCH_BLOCK_STEPS = 64
+# The coarse pass steps this many fine steps at a time against the terrain envelope;
+# the margin absorbs rounding in the envelope comparison.
+_COARSE_STEP_FACTOR = 16
+_ENVELOPE_MARGIN_M = 0.01
 _BISECTION_STEPS = 16
 _UNDISTORT_ITERATIONS = 20
 
@@ -185,6 +189,12 @@ class Terrain(Protocol):
         """Interpolated heights; NaN where the point lies outside the grid."""
         ...
 
+    def envelope_or_nan(
+        self, lat_deg: npt.ArrayLike, lon_deg: npt.ArrayLike, radius_m: float
+    ) -> FloatArray:
+        """Upper bounds of the heights within radius_m of each point; NaN outside the grid."""
+        ...
+
 
 @dataclass(frozen=True)
 class Geolocation:
@@ -327,12 +337,20 @@ def _flat_intersection_m(
 
 
 def _interp_path(nodes: FloatArray, s_m: FloatArray, spacing_m: float) -> FloatArray:
-    """Values along each ray (rows of nodes, one node every spacing_m) at distances s_m."""
+    """Values along each ray (rows of nodes, one node every spacing_m) at distances s_m.
+
+    s_m is either one row of distances shared by all rays, shape (1, m), or one
+    distance per ray, shape (n, 1).
+    """
     pos = s_m / spacing_m
-    idx = np.clip(np.floor(pos).astype(np.intp), 0, nodes.shape[1] - 2)
+    idx = np.clip(pos.astype(np.intp), 0, nodes.shape[1] - 2)  # pos >= 0: truncation is floor
     w = pos - idx
-    lo = np.take_along_axis(nodes, idx, axis=1)
-    hi = np.take_along_axis(nodes, idx + 1, axis=1)
+    if s_m.shape[0] == 1:
+        # Shared distances: whole-column gathers, much cheaper than per-element ones.
+        lo, hi = nodes[:, idx[0]], nodes[:, idx[0] + 1]
+    else:
+        lo = np.take_along_axis(nodes, idx, axis=1)
+        hi = np.take_along_axis(nodes, idx + 1, axis=1)
     return np.asarray(lo + (hi - lo) * w, dtype=np.float64)
 
 
@@ -347,8 +365,10 @@ def _terrain_intersection_m(
 ) -> FloatArray:
     """Ground distance where each refracted ray first meets terrain + offset; NaN when none.
 
-    Marches all rays together with a step of at most half a DEM cell, so no ridge
-    one cell wide is stepped over, then bisects the bracketing step.
+    A coarse pass against the terrain's upper envelope skips the stretches where
+    a ray clears every hill; from the first stretch it may not clear, the ray is
+    marched with a step of at most half a DEM cell, so no ridge one cell wide is
+    stepped over, and the bracketing step is bisected.
     """
     n = bearing_deg.shape[0]
     n_nodes = int(math.ceil(max_range_m / _PATH_NODE_SPACING_M)) + 2
@@ -367,13 +387,35 @@ def _terrain_intersection_m(
         z = ray_height_m(s, tower.height_m, elevation_deg[rows, None], k[rows, None])
         return np.asarray(z - ground, dtype=np.float64)
 
+    # Coarse pass: segment i is clear when the ray's lowest point on it (a parabola
+    # sags at most A·Δ²/4 below its lower end) is above every height within half a
+    # segment of its middle.
+    coarse_m = step_m * _COARSE_STEP_FACTOR
+    n_seg = int(math.ceil(max_range_m / coarse_m))
+    edges = np.minimum(np.arange(n_seg + 1) * coarse_m, max_range_m)
+    mids = 0.5 * (edges[:-1] + edges[1:])[None, :]
+    envelope = terrain.envelope_or_nan(
+        _interp_path(lat_nodes, mids, _PATH_NODE_SPACING_M),
+        _interp_path(lon_nodes, mids, _PATH_NODE_SPACING_M),
+        coarse_m / 2.0,
+    )
+    z_edges = ray_height_m(edges[None, :], tower.height_m, elevation_deg[:, None], k[:, None])
+    sag = np.maximum((1.0 - k) / (2.0 * EARTH_RADIUS_M), 0.0)[:, None] * coarse_m**2 / 4.0
+    lowest = np.minimum(z_edges[:, :-1], z_edges[:, 1:]) - sag - _ENVELOPE_MARGIN_M
+    blocked = ~np.isnan(envelope) & (lowest <= envelope + surface_offset_m[:, None])
+    # next_blocked[i, j]: the first segment at or after j that ray i may not clear.
+    seg_index = np.where(blocked, np.arange(n_seg)[None, :], n_seg)
+    next_blocked = np.minimum.accumulate(seg_index[:, ::-1], axis=1)[:, ::-1]
+    next_blocked = np.concatenate([next_blocked, np.full((n, 1), n_seg)], axis=1)
+    start = edges[np.minimum(next_blocked[:, 0], n_seg)]
+
     result = np.full(n, np.nan)
-    active = np.arange(n)
+    active = np.flatnonzero(blocked.any(axis=1))
     seen_inside = np.zeros(n, dtype=bool)
-    s0 = 0.0
+    s0 = start.copy()
     block = np.arange(1, _MARCH_BLOCK_STEPS + 1) * step_m
-    while active.size and s0 < max_range_m:
-        s = np.minimum(s0 + block, max_range_m)[None, :].repeat(active.size, axis=0)
+    while active.size:
+        s = np.minimum(s0[active, None] + block[None, :], max_range_m)
         gap = clearance(active, s)
         inside = ~np.isnan(gap)
         hit = inside & (gap <= 0.0)
@@ -394,7 +436,14 @@ def _terrain_intersection_m(
         # rectangle in its own coordinates), so stop marching it.
         left_grid = seen_inside[active] & ~inside.any(axis=1)
         active = active[~has_hit & ~left_grid]
-        s0 += block[-1]
+        # Jump over clear stretches to the next segment the ray may not clear.
+        s_next = s0[active] + block[-1]
+        seg = np.minimum((s_next // coarse_m).astype(np.intp), n_seg)
+        nxt = next_blocked[active, seg]
+        s0[active] = np.where(
+            nxt < n_seg, np.maximum(s_next, edges[np.minimum(nxt, n_seg)]), s_next
+        )
+        active = active[(nxt < n_seg) & (s0[active] < max_range_m)]
     return result
 
 

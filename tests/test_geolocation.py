@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edge.dem import Dem, DemError, GridGeometry, utm_forward
-from edge.geodesy import destination, distance_bearing
+from edge.geodesy import destination, distance_bearing, geodesic_direct, ray_height_m
 from edge.geolocation import (
     ErrorModel,
     Lens,
@@ -618,3 +618,29 @@ def test_utm_projection_of_a_known_point() -> None:
     assert float(utm_forward(-1.0, 21.0, 34, True)[1]) == pytest.approx(
         10_000_000.0 - 0.9996 * 110_574.4, abs=1.0
     )
+
+
+def test_march_misses_no_single_cell_peak_against_a_brute_force_scan() -> None:
+    # Sparse one-node spikes: each is a bilinear pyramid only two cells wide, the
+    # hardest case for the envelope skip and the half-cell step.
+    rng = np.random.default_rng(4)
+
+    def spikes(east: np.ndarray, north: np.ndarray) -> np.ndarray:
+        heights = np.zeros_like(east)
+        mask = rng.random(east.shape) < 0.01
+        heights[mask] = rng.uniform(5.0, 80.0, int(mask.sum()))
+        return heights
+
+    tower = TowerSite(TOWER_LAT, TOWER_LON, 40.0)
+    dem = local_dem(spikes, half_size_m=12_000.0)
+    s = np.arange(1.0, 11_000.0, 1.0)
+    stopped_by_a_spike = 0
+    for bearing in np.arange(0.0, 360.0, 30.0):
+        g = geolocate(tower, bearing, -0.3, terrain=dem, max_range_m=11_000.0, errors=NO_ERRORS)
+        lat, lon, _ = geodesic_direct(TOWER_LAT, TOWER_LON, bearing, s)
+        below = ray_height_m(s, 40.0, -0.3) <= dem.height_or_nan(lat, lon)
+        assert g.range_m is not None
+        truth = float(s[np.argmax(below)])
+        assert g.range_m == pytest.approx(truth, abs=1.0)
+        stopped_by_a_spike += truth < 7500.0  # bare ground would stop the ray at ~8 km
+    assert stopped_by_a_spike >= 3
