@@ -35,13 +35,19 @@ class PtzCalibration(StrictSettings):
         0.0, ge=-2.0, le=2.0, description="pan-axis levelling error, sin(azimuth) term"
     )
 
+    @staticmethod
+    def _wrap(angle_deg: float) -> float:
+        # x % 360.0 is exactly 360.0 for a tiny negative x; [0, 360) is the contract
+        wrapped = angle_deg % 360.0
+        return 0.0 if wrapped >= 360.0 else wrapped
+
     def _levelling_deg(self, azimuth_deg: float) -> float:
         psi = math.radians(azimuth_deg)
         return self.level_a_deg * math.cos(psi) + self.level_b_deg * math.sin(psi)
 
     def to_true(self, raw_pan_deg: float, raw_tilt_deg: float) -> tuple[float, float]:
         """Head angles → (true azimuth in [0, 360), elevation)."""
-        azimuth = (self.pan_sign * raw_pan_deg + self.pan_offset_deg) % 360.0
+        azimuth = self._wrap(self.pan_sign * raw_pan_deg + self.pan_offset_deg)
         elevation = (
             self.tilt_sign * raw_tilt_deg + self.tilt_offset_deg + self._levelling_deg(azimuth)
         )
@@ -49,8 +55,8 @@ class PtzCalibration(StrictSettings):
 
     def to_device(self, azimuth_deg: float, elevation_deg: float) -> tuple[float, float]:
         """(true azimuth, elevation) → head angles, raw pan in [0, 360)."""
-        azimuth = azimuth_deg % 360.0
-        raw_pan = (self.pan_sign * (azimuth - self.pan_offset_deg)) % 360.0
+        azimuth = self._wrap(azimuth_deg)
+        raw_pan = self._wrap(self.pan_sign * (azimuth - self.pan_offset_deg))
         raw_tilt = self.tilt_sign * (
             elevation_deg - self.tilt_offset_deg - self._levelling_deg(azimuth)
         )

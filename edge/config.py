@@ -208,6 +208,17 @@ class AlarmSettings(StrictSettings):
     )
 
 
+class AlarmOutputSettings(StrictSettings):
+    """What the relay output does on a confirmed fire (siren, strobe, sprinkler)."""
+
+    on_time_s: float = Field(
+        0.0, ge=0.0, le=86400.0, description="open again after this long; 0 = until relay-reset"
+    )
+    hold_while_open: bool = Field(
+        True, description="keep the contact closed while any alarm is open"
+    )
+
+
 class GeolocationSettings(StrictSettings):
     sigma_pan_deg: float = Field(0.05, ge=0.0, le=5.0, description="pan accuracy after calibration")
     sigma_tilt_deg: float = Field(0.05, ge=0.0, le=5.0, description="tilt accuracy")
@@ -286,6 +297,7 @@ class TowerConfig(StrictSettings):
     patrol: PatrolSettings = PatrolSettings()
     confirmation: ConfirmationSettings = ConfirmationSettings()
     alarm: AlarmSettings = AlarmSettings()
+    alarm_output: AlarmOutputSettings = AlarmOutputSettings()
     geolocation: GeolocationSettings = GeolocationSettings()
     mqtt: MqttSettings = MqttSettings()
     storage: StorageSettings = StorageSettings()

@@ -164,6 +164,7 @@ class TowerDaemon:
         self.cycle_started_t: float | None = None
         self.patrol_cycle_s: float | None = None
         self.hold_until: float | None = None
+        self.relay_closed_at: float | None = None
         self.site = TowerSite(cfg.tower.lat, cfg.tower.lon, cfg.tower.camera_altitude_m)
         self.terrain = self._load_terrain()
 
@@ -515,8 +516,7 @@ class TowerDaemon:
         tower = self._tower_ref()
         self.uplink.send_alarm(event.to_message(tower))
         if event.state == "confirmed":
-            if self.devices.relay is not None:
-                self.devices.relay.set_output(True)
+            self._close_relay(now)
             if verdict is not None and verdict.frame is not None:
                 self._send_snapshot(event, verdict)
         log.info("alarm", alarm_id=event.alarm_id, seq=event.seq, state=event.state)
@@ -538,6 +538,35 @@ class TowerDaemon:
         )
         save_snapshot(jpeg, self.state_dir / "snapshots", event.alarm_id, event.seq)
         self.uplink.send_snapshot(event.alarm_id, jpeg)
+
+    # ------------------------------------------------------------------ relay
+
+    def _close_relay(self, now: float) -> None:
+        assert self.devices is not None
+        if self.devices.relay is None:
+            return
+        self.devices.relay.set_output(True)
+        self.relay_closed_at = now
+        log.info("relay closed")
+
+    def _open_relay(self, why: str) -> None:
+        assert self.devices is not None
+        if self.devices.relay is None or self.relay_closed_at is None:
+            return
+        self.devices.relay.set_output(False)
+        self.relay_closed_at = None
+        log.info("relay opened", reason=why)
+
+    def _relay_rules(self, now: float) -> None:
+        """On-time and hold: open the contact once its time is up and nothing holds it."""
+        rules = self.cfg.alarm_output
+        if self.relay_closed_at is None or rules.on_time_s <= 0.0:
+            return
+        if now - self.relay_closed_at < rules.on_time_s:
+            return
+        if rules.hold_while_open and self.alarms.open_alarms():
+            return
+        self._open_relay("on-time elapsed")
 
     # ------------------------------------------------------------------ commands
 
@@ -568,9 +597,7 @@ class TowerDaemon:
             tower = self._tower_ref()
             self.uplink.send_alarm(event.to_message(tower))
         elif isinstance(command, RelayResetCommand):
-            assert self.devices is not None
-            if self.devices.relay is not None:
-                self.devices.relay.set_output(False)
+            self._open_relay("relay-reset command")
         elif isinstance(command, GotoCommand):
             look = Look("hold", command.pan_deg, command.tilt_deg,
                         command.hfov_deg or c.camera.hfov_deg, dwell_s=command.hold_s,
@@ -599,6 +626,7 @@ class TowerDaemon:
         if self.first_frame_t is not None:
             for event in self.alarms.due_updates(now) + self.alarms.due_clears(now):
                 self._publish_alarm(event, None, now)
+            self._relay_rules(now)
         wall = time.monotonic()
         if wall - self.last_status_wall >= self.cfg.mqtt.status_interval_s:
             self.last_status_wall = wall

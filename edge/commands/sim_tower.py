@@ -30,6 +30,8 @@ from edge.logs import setup_logging
 @click.option("--seed", type=int, default=None, help="Override the scenario's random seed.")
 @click.option("--duration", "duration_s", type=click.FloatRange(min=0.0, min_open=True),
               default=None, help="Stop after this many seconds of tower time.")  # fmt: skip
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default=None, help="Override logging.level from the config.")  # fmt: skip
 @click.option("--endpoints-file", type=click.Path(dir_okay=False), default=None,
               help="Write where each simulated device listens (JSON) to this file.")  # fmt: skip
 def tower(
@@ -40,11 +42,12 @@ def tower(
     fps: float,
     seed: int | None,
     duration_s: float | None,
+    log_level: str | None,
     endpoints_file: str | None,
 ) -> None:
     """Serve a simulated tower where the config's devices point (frame stream, ONVIF head)."""
     cfg = load_or_exit(config, sets)
-    setup_logging(cfg.logging.level, cfg.logging.format)
+    setup_logging(log_level or cfg.logging.level, cfg.logging.format)
     from drivers.base import DriverError
     from edge.secrets import FileSecretStore
     from simulators.scenario import ScenarioError, load_scenario

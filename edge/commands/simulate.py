@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from edge.cli_support import EXIT_USAGE, fail
+from edge.commands import sim_tower
 from simulators.scenario import ScenarioError, load_scenario
 from simulators.world import SimWorld
 
@@ -108,3 +109,6 @@ def render(
         click.echo(
             f"  {obj['kind']} {obj['id']} at x={obj['x']} y={obj['y']} range {obj['range_m'] / 1000:.2f} km visible={obj['visible']}"
         )
+
+
+group.add_command(sim_tower.tower)
