@@ -162,6 +162,7 @@ class Uplink:
         self._latest_status: dict[str, Any] | None = None
         self._connected = False
         self._ever_connected = False
+        self._commands_subscribed = False
         # Owned by the sender thread only.
         self._inflight: dict[int, int] = {}
         self._handed_up_to = 0
@@ -224,6 +225,7 @@ class Uplink:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         connect_props = Properties(PacketTypes.CONNECT)
         connect_props.SessionExpiryInterval = self.session_expiry_s
         self._client = client
@@ -290,6 +292,11 @@ class Uplink:
     def connected(self) -> bool:
         """True between a successful CONNACK and the next disconnect."""
         return self._connected
+
+    @property
+    def commands_subscribed(self) -> bool:
+        """True once the broker granted the `cmd/+` subscription on the current connection."""
+        return self._commands_subscribed
 
     def send_alarm(self, message: AlarmMessage) -> int:
         """Commit an alarm message to the outbox, then publish it; returns the outbox row id."""
@@ -402,6 +409,7 @@ class Uplink:
     ) -> None:
         was_connected = self._connected
         self._connected = False
+        self._commands_subscribed = False
         if was_connected and reason.is_failure:
             self._last_error = f"{self._where}: connection lost: {reason}"
             log.warning("uplink_disconnected", where=self._where, reason=str(reason))
@@ -417,6 +425,21 @@ class Uplink:
     ) -> None:
         # Called with paho's message lock held: only hand the event over.
         self._events.put(_Event("ack", mid=mid, failed=reason.is_failure, reason=str(reason)))
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            self._last_error = f"{self._where}: subscription {self.topics.command_filter} refused: {', '.join(refused)}"
+            log.error("uplink_subscribe_refused", where=self._where, reasons=refused)
+            return
+        self._commands_subscribed = True
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         verb = self.topics.command_verb(message.topic)
