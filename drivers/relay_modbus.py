@@ -1,0 +1,223 @@
+"""Relay output on a Modbus RTU relay board over RS-485 (type ``modbus_rtu``).
+
+``set_output`` only records the command; the port's worker thread makes the coil follow
+it (with the on-time and hold rules), writes with function 0x05, reads the coil back
+with 0x01, and reads it back again every ``verify_interval_s``. After a reconnect, or
+when a read-back disagrees (the board lost power on its own), it asserts the commanded
+state again. ``output`` is what the board last confirmed, None while unknown.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Literal
+
+import structlog
+from pydantic import Field, field_validator, model_validator
+
+from drivers import base
+from drivers import codec_modbus as mb
+from drivers.base import (
+    Backoff,
+    DeviceUnavailable,
+    DriverHealth,
+    DriverState,
+    HealthTracker,
+    SecretStore,
+)
+from drivers.relay_rules import OutputRules, RelayTimingSettings
+from drivers.serial_link import CounterSync, PortIO, SerialLink, check_baudrate
+
+_log = structlog.get_logger(__name__)
+
+
+class Settings(RelayTimingSettings):
+    """One coil of a Modbus RTU relay board."""
+
+    type: Literal["modbus_rtu"] = Field(description="driver type: Modbus RTU relay board")
+    port: str = Field(min_length=1, description="serial device or pyserial URL (RS-485 adapter)")
+    baudrate: int = Field(9600, description="line speed in baud")
+    unit: int = Field(1, ge=1, le=247, description="the board's Modbus unit address")
+    coil: int = Field(0, ge=0, le=0xFFFF, description="coil number of the relay (0-based)")
+    reply_timeout_s: float = Field(
+        0.2, ge=0.01, le=5.0, description="how long to wait for the board's answer"
+    )
+    retry_interval_s: float = Field(
+        0.2, ge=0.01, le=60.0, description="wait after a failed exchange before trying again"
+    )
+    verify_interval_s: float = Field(
+        5.0, ge=0.05, le=3600.0, description="how often the coil is read back"
+    )
+    reconnect_initial_s: float = Field(
+        0.5, ge=0.01, le=60.0, description="first delay before reopening a lost port"
+    )
+    reconnect_max_s: float = Field(
+        30.0, ge=0.05, le=600.0, description="longest delay between reopen attempts"
+    )
+
+    _check_baud = field_validator("baudrate")(check_baudrate)
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> Settings:
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError("reconnect_max_s must be ≥ reconnect_initial_s")
+        return self
+
+
+class Driver(base.Driver):
+    """A relay coil. ``set_output`` never blocks on the board and never raises for it."""
+
+    def __init__(self, settings: Settings, secrets: SecretStore | None = None) -> None:
+        self.settings = settings
+        self.label = f"relay (relay.port={settings.port})"
+        self._health = HealthTracker("relay")
+        self._lock = threading.Lock()
+        self._rules = OutputRules(settings.max_on_s, settings.min_on_s)
+        self._confirmed: bool | None = None
+        self._next_attempt = 0.0
+        self._last_verify = 0.0
+        self._asserted_once = False
+        self._decoder = mb.ModbusRtuDecoder(mb.Side.RESPONSE)
+        self._counters = CounterSync(
+            self._health, {"crc_errors": "crc_errors", "garbage_bytes": "garbage_bytes"}
+        )
+        self._link = SerialLink(
+            label=self.label,
+            url=settings.port,
+            baudrate=settings.baudrate,
+            health=self._health,
+            on_data=self._on_stray,
+            on_connect=self._on_connect,
+            on_idle=self._on_idle,
+            backoff=Backoff(settings.reconnect_initial_s, settings.reconnect_max_s),
+        )
+
+    def open(self) -> None:
+        self._link.start()
+
+    def close(self) -> None:
+        self._link.stop()
+        with self._lock:
+            self._confirmed = None
+
+    def health(self) -> DriverHealth:
+        return self._health.snapshot()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        return self._link.wait_connected(timeout_s)
+
+    def set_output(self, on: bool) -> None:
+        with self._lock:
+            self._rules.command(on, time.monotonic())
+            self._next_attempt = 0.0
+        _log.info("relay_commanded", device=self.label, on=on)
+
+    def output(self) -> bool | None:
+        if not self._link.connected:
+            return None  # whatever the board does now, nobody can confirm it
+        with self._lock:
+            return self._confirmed
+
+    # ----------------------------------------------------------------- exchanges
+
+    def _exchange(self, io: PortIO, request: bytes, function: int) -> mb.ModbusFrame:
+        """One request and its answer (half duplex); raises DeviceUnavailable."""
+        io.drain()
+        self._decoder.clear()
+        self._counters.sync(self._decoder)
+        io.write(request)
+        deadline = time.monotonic() + self.settings.reply_timeout_s
+        while (remaining := deadline - time.monotonic()) > 0:
+            frames = self._decoder.feed(io.read(remaining))
+            self._counters.sync(self._decoder)
+            for frame in frames:
+                if getattr(frame, "unit", None) != self.settings.unit:
+                    continue
+                if isinstance(frame, mb.ExceptionResponse):
+                    if frame.function != function:
+                        continue
+                    self._health.count("exceptions")
+                    raise DeviceUnavailable(
+                        f"{self.label}: unit {self.settings.unit} coil {self.settings.coil}: "
+                        f"exception {frame.code} ({frame.description})"
+                    )
+                if function == mb.WRITE_SINGLE_COIL and isinstance(frame, mb.WriteSingleCoil):
+                    return frame
+                if function == mb.READ_COILS and isinstance(frame, mb.ReadCoilsResponse):
+                    return frame
+            # Anything else is a stale or foreign answer; keep listening.
+        self._health.count("timeouts")
+        raise DeviceUnavailable(
+            f"{self.label}: no answer from unit {self.settings.unit} within "
+            f"{self.settings.reply_timeout_s:.2f} s"
+        )
+
+    def _write(self, io: PortIO, on: bool) -> None:
+        request = mb.write_single_coil(self.settings.unit, self.settings.coil, on)
+        echo = self._exchange(io, request, mb.WRITE_SINGLE_COIL)
+        if not isinstance(echo, mb.WriteSingleCoil) or (echo.coil, echo.on) != (
+            self.settings.coil,
+            on,
+        ):
+            raise DeviceUnavailable(f"{self.label}: board echoed {echo} to a coil write")
+        self._health.count("writes")
+
+    def _read_back(self, io: PortIO) -> bool:
+        request = mb.read_coils(self.settings.unit, self.settings.coil, 1)
+        answer = self._exchange(io, request, mb.READ_COILS)
+        if not isinstance(answer, mb.ReadCoilsResponse) or not answer.coils:
+            raise DeviceUnavailable(f"{self.label}: board answered {answer} to a coil read")
+        return answer.coils[0]
+
+    # ----------------------------------------------------------------- worker hooks
+
+    def _on_stray(self, data: bytes) -> None:
+        self._decoder.feed(data)
+        self._counters.sync(self._decoder)
+
+    def _on_connect(self, io: PortIO) -> None:
+        # Whatever the board did while we were away (power cycle, someone's hand), the
+        # commanded state is asserted again and read back.
+        self._decoder = mb.ModbusRtuDecoder(mb.Side.RESPONSE)
+        self._counters.forget()
+        with self._lock:
+            self._confirmed = None
+            self._next_attempt = 0.0
+
+    def _on_idle(self, io: PortIO) -> None:
+        now = time.monotonic()
+        with self._lock:
+            desired = self._rules.desired(now)
+            confirmed = self._confirmed
+            if now < self._next_attempt:
+                return
+        verify_due = now - self._last_verify >= self.settings.verify_interval_s
+        if confirmed == desired and not verify_due:
+            return
+        try:
+            if confirmed != desired:
+                if self._asserted_once and confirmed is None:
+                    self._health.count("reasserts")
+                self._write(io, desired)
+            state = self._read_back(io)
+        except DeviceUnavailable as exc:
+            with self._lock:
+                self._confirmed = None
+                self._next_attempt = now + self.settings.retry_interval_s
+            self._health.error(str(exc), "failed_exchanges")
+            self._health.set_state(DriverState.FAILED)
+            return
+        self._asserted_once = True
+        self._last_verify = time.monotonic()
+        if confirmed is not None and state != confirmed and confirmed == desired:
+            self._health.error(
+                f"{self.label}: coil {self.settings.coil} read back {state}, expected "
+                f"{desired}; asserting again",
+                "mismatches",
+            )
+        with self._lock:
+            self._confirmed = state
+            if state != desired:
+                self._next_attempt = time.monotonic() + self.settings.retry_interval_s
+        self._health.set_state(DriverState.OK)

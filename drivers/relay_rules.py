@@ -1,0 +1,70 @@
+"""On-time and hold rules shared by the relay drivers: what the output should be right now."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from drivers.base import StrictSettings
+
+
+class RelayTimingSettings(StrictSettings):
+    """Timing rules every relay output obeys, whatever drives it."""
+
+    max_on_s: float | None = Field(
+        None,
+        gt=0.0,
+        le=86400.0,
+        description="turn the output off by itself after this long on (siren limit); "
+        "null holds it until told otherwise",
+    )
+    min_on_s: float = Field(
+        0.0,
+        ge=0.0,
+        le=3600.0,
+        description="once on, stay on at least this long (a strobe or sprinkler cycle)",
+    )
+
+    @model_validator(mode="after")
+    def _max_covers_min(self) -> RelayTimingSettings:
+        if self.max_on_s is not None and self.max_on_s < self.min_on_s:
+            raise ValueError("max_on_s must be ≥ min_on_s")
+        return self
+
+
+class OutputRules:
+    """The commanded state, shaped by the timing rules. Times are monotonic seconds.
+
+    ``set_output(True)`` closes the output; it opens again when commanded off (but not
+    before ``min_on_s``) or after ``max_on_s`` on, whichever comes first.
+    """
+
+    def __init__(self, max_on_s: float | None, min_on_s: float) -> None:
+        self.max_on_s = max_on_s
+        self.min_on_s = min_on_s
+        self._requested = False
+        self._on_since: float | None = None
+        self.expirations = 0
+
+    @property
+    def requested(self) -> bool:
+        return self._requested
+
+    def command(self, on: bool, now: float) -> None:
+        if on and self._on_since is None:
+            self._on_since = now
+        self._requested = on
+
+    def desired(self, now: float) -> bool:
+        """What the output must be at ``now`` (may end an expired on-time)."""
+        on_for = None if self._on_since is None else now - self._on_since
+        if self._requested:
+            if self.max_on_s is not None and on_for is not None and on_for >= self.max_on_s:
+                self._requested = False
+                self._on_since = None
+                self.expirations += 1
+                return False
+            return True
+        if on_for is not None and on_for < self.min_on_s:
+            return True
+        self._on_since = None
+        return False
