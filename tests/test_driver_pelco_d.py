@@ -217,6 +217,7 @@ def test_continuous_deadline_passing_while_unplugged_sends_stop_on_reconnect(
     ptz: Driver, head_sim: PelcoDHeadSimulator
 ) -> None:
     ptz.continuous_move(0.3, 0.0, deadline_s=0.2)
+    wait_until(lambda: head_sim.head.state().moving)
     head_sim.drop()
     time.sleep(0.4)
     assert head_sim.head.state().moving  # nobody could tell it to stop
