@@ -189,6 +189,12 @@ class Uplink:
         if self._client is not None:
             raise UplinkError(f"{self._where}: uplink already started")
         self._outbox = Outbox(self.outbox_path, *self._outbox_caps)
+        # A restarted uplink has a new paho client: nothing of the old one is in flight.
+        self._events = queue.Queue()
+        self._inflight = {}
+        self._handed_up_to = 0
+        self._awaiting_resend = False
+        self._link_up = False
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
@@ -299,7 +305,10 @@ class Uplink:
         return self._commands_subscribed
 
     def send_alarm(self, message: AlarmMessage) -> int:
-        """Commit an alarm message to the outbox, then publish it; returns the outbox row id."""
+        """Commit an alarm message to the outbox, then publish it; returns the outbox row id.
+
+        Raises OutboxError (naming the database path) when the message cannot be stored.
+        """
         outbox = self._require_outbox()
         row_id = outbox.put(
             self.topics.alarm,

@@ -435,3 +435,16 @@ def test_bad_settings_are_refused_naming_the_key(tmp_path: Path) -> None:
         Uplink(port=1883, **{**common, "tower_id": "t/#"})
     with pytest.raises(UplinkError, match="not started"):
         Uplink(port=1883, **common).send_alarm(alarm(1))
+
+
+def test_an_uplink_can_be_stopped_and_started_again(
+    mqtt_broker: MosquittoBroker, mqtt_collector: MqttCollector, make_uplink: UplinkFactory
+) -> None:
+    uplink = make_uplink(mqtt_broker)
+    uplink.send_alarm(alarm(1, "confirmed"))
+    mqtt_collector.wait_one(f"{ROOT}/alarm")
+    uplink.stop()
+    uplink.start()
+    uplink.send_alarm(alarm(2))
+    wait_until(lambda: 2 in alarm_seqs(mqtt_collector), 5, "alarm after restart")
+    wait_until(lambda: uplink.counters().outbox_depth == 0, 5, "outbox drained")
