@@ -101,10 +101,10 @@ def alarm_seqs(collector: MqttCollector) -> list[int]:
 
 
 def test_retained_online_status_after_connect_and_offline_after_stop(
-    mqtt_broker: MosquittoBroker, make_uplink: UplinkFactory
+    mqtt_broker: MosquittoBroker, mqtt_collector: MqttCollector, make_uplink: UplinkFactory
 ) -> None:
     uplink = make_uplink(mqtt_broker)
-    wait_until(lambda: uplink.connected, 5, "connect")
+    mqtt_collector.wait_one(f"{ROOT}/status")
     # A subscriber that arrives later gets the retained status.
     with MqttCollector(mqtt_broker.host, mqtt_broker.port, [f"{ROOT}/status"]) as late:
         status = late.wait_one(f"{ROOT}/status")
