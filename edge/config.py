@@ -172,6 +172,9 @@ class PatrolSettings(StrictSettings):
         0.5, ge=0.0, le=10.0, description="wait after a move before frames count"
     )
     dwell_s: float = Field(2.0, gt=0.0, le=60.0, description="time spent looking at each stop")
+    min_frames: int = Field(
+        9, ge=1, le=500, description="frames each stop needs at least (the detectors' tests)"
+    )
     presets: tuple[str, ...] = Field(
         (), description="patrol through these head presets instead of an automatic tiling"
     )

@@ -288,7 +288,8 @@ class TowerDaemon:
                 self._on_candidate(candidate, look, now)
                 if self.look is not look:
                     return
-        if now - (look.arrived_at or now) >= look.settle_s + look.dwell_s:
+        dwelt = now - (look.arrived_at or now) >= look.settle_s + look.dwell_s
+        if dwelt and look.frames_used >= self.cfg.patrol.min_frames:
             self._finish_look(look, now)
 
     def _frame_pose(self, frame: Frame, look: Look) -> tuple[float, float, float]:
@@ -410,6 +411,13 @@ class TowerDaemon:
 
     def _on_candidate(self, candidate: Candidate, look: Look, now: float) -> None:
         self.counters["candidates"] += 1
+        for alarm in self.alarms.open_alarms():
+            # A known fire seen again from the patrol: its scheduled revisit measures it
+            # zoomed in; no new confirmation scan is spent on it.
+            bearing_gap = abs(signed_delta_deg(alarm.observation.bearing_deg, candidate.pan_deg))
+            if bearing_gap <= self.cfg.alarm.merge_bearing_deg:
+                log.debug("candidate at an open alarm", alarm_id=alarm.alarm_id)
+                return
         for d in self.dismissed:
             if (
                 d.until > now
