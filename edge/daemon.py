@@ -264,6 +264,7 @@ class TowerDaemon:
         if self.first_frame_t is None:
             self.first_frame_t = now
             self.cycle_started_t = now
+            log.info("first frame", startup_s=round(time.monotonic() - self.started_wall, 3))
         self.last_frame_wall = time.monotonic()
         self.counters["frames"] += 1
         if frame.shutter:

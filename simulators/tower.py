@@ -48,8 +48,27 @@ class TowerSpec:
     zoom_hfov_deg: float
 
 
+MAX_TOWER_MISMATCH_DEG = 0.01  # ≈ 1 km: beyond this the scenario was laid out elsewhere
+
+
 def align_scenario(scenario: Scenario, spec: TowerSpec) -> Scenario:
-    """The scenario's world placed around the configured tower and seen through its camera."""
+    """The scenario's world placed around the configured tower and seen through its camera.
+
+    The config is what the daemon believes; a scenario laid out around another place
+    would put the sun and every lat/lon feature somewhere else, so it is reported.
+    """
+    scn_tower = scenario.tower
+    if (
+        abs(scn_tower.lat - spec.lat) > MAX_TOWER_MISMATCH_DEG
+        or abs(scn_tower.lon - spec.lon) > MAX_TOWER_MISMATCH_DEG
+    ):
+        log.warning(
+            "scenario tower differs from the config's; using the config's",
+            scenario_lat=scn_tower.lat,
+            scenario_lon=scn_tower.lon,
+            config_lat=spec.lat,
+            config_lon=spec.lon,
+        )
     tower = Tower(
         id=spec.tower_id,
         lat=spec.lat,
