@@ -138,7 +138,7 @@ def _find_wall(p: F64, first: int, shots: int) -> tuple[int | None, float, float
 
 def _fit_trend(
     r: F64, p: F64, shots: int, tolerance: float, max_alpha: float, c_fixed: float | None
-) -> tuple[F64, float, float, F64]:
+) -> tuple[F64, float, float, npt.NDArray[np.bool_]]:
     """Robust weighted fit of A·(r0/r)²·exp(−2α(r − r0)) + c; (trend, α, c, outlier mask)."""
     r0 = float(r[0])
     alphas = np.linspace(0.0, max_alpha, _ALPHA_STEPS)

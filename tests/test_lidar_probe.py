@@ -1,0 +1,149 @@
+"""The daemon's lidar probe against the simulated lidar over a pty, through the serial driver."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from drivers.base import DriverState
+from drivers.lidar_serial import Driver, Settings
+from edge.lidar_probe import LidarProbe, ProbeResult
+from simulators.clock import SimClock
+from simulators.lidar import HardTarget, LidarAtmosphere, LidarSimulator, SmokePlume
+
+PRF_HZ = 50000.0  # fast shots: each scan takes milliseconds of wall time
+BEARING = 120.0
+
+
+def run_until_done(probe: LidarProbe, timeout_s: float = 5.0) -> ProbeResult:
+    deadline = time.monotonic() + timeout_s
+    while not probe.done and time.monotonic() < deadline:
+        probe.poll()
+        time.sleep(0.01)
+    return probe.result()
+
+
+def open_lidar(sim: LidarSimulator) -> Driver:
+    settings = Settings.model_validate(
+        {
+            "type": "serial",
+            "port": sim.port_path,
+            "status_interval_s": 0.1,
+            "silence_timeout_s": 0.5,
+            "reconnect_initial_s": 0.05,
+            "reconnect_max_s": 0.2,
+        }
+    )
+    driver = Driver(settings)
+    driver.open()
+    assert driver.wait_connected(2.0)
+    return driver
+
+
+@pytest.fixture
+def world() -> Iterator[tuple[LidarSimulator, Driver]]:
+    atmosphere = LidarAtmosphere(
+        plumes=[SmokePlume(BEARING, 4000.0, width_m=60.0, min_elevation_deg=0.0)],
+        hard_targets=[HardTarget(300.0, 3000.0, max_elevation_deg=0.3)],
+    )
+    sim = LidarSimulator(SimClock(time.time()), atmosphere, prf_hz=PRF_HZ, seed=3)
+    sim.start()
+    driver = open_lidar(sim)
+    yield sim, driver
+    driver.close()
+    sim.stop()
+
+
+def test_a_plume_on_the_bearing_gives_its_range(world: tuple[LidarSimulator, Driver]) -> None:
+    sim, driver = world
+    probe = LidarProbe(driver, shots=500)
+    started = time.monotonic()
+    probe.start(BEARING + 360.0, -0.2)
+    assert time.monotonic() - started < 0.5  # requesting does not wait for the scans
+    result = run_until_done(probe)
+    assert result.done and sim.scans_received == 3
+    assert result.range_m == pytest.approx(4000.0, abs=7.5)
+    ev = result.evidence
+    assert ev["scans_asked"] == 3 and ev["scans_answered"] == 3 and ev["errors"] == []
+    assert ev["bearing_deg"] == pytest.approx(BEARING)
+    assert [e["elevation_deg"] for e in ev["elevations"]] == [-0.1, 0.3, 0.8]
+    below, above, high = ev["elevations"]
+    assert below["plume"] is None  # the plume starts at 0° elevation
+    assert above["plume"]["kind"] == "plume" and above["plume"]["z"] > 5.0
+    assert 15.0 <= above["plume"]["width_m"] <= 500.0
+    assert ev["plume_range_m"] == pytest.approx(result.range_m, abs=0.1)
+
+
+def test_clear_air_gives_no_range(world: tuple[LidarSimulator, Driver]) -> None:
+    _, driver = world
+    probe = LidarProbe(driver, shots=500)
+    probe.start(30.0, 0.0)
+    result = run_until_done(probe)
+    assert result.done and result.range_m is None
+    assert all(e["answered"] and e["strongest"] is None for e in result.evidence["elevations"])
+
+
+def test_a_ridge_is_a_hard_target_not_smoke(world: tuple[LidarSimulator, Driver]) -> None:
+    _, driver = world
+    probe = LidarProbe(driver, shots=300, elevations_deg=(0.1, 1.0))
+    probe.start(300.0, 0.0)
+    result = run_until_done(probe)
+    assert result.range_m is None
+    low, high = result.evidence["elevations"]
+    assert low["blocked_at_m"] == pytest.approx(3000.0, abs=7.5)
+    assert low["strongest"]["kind"] == "hard_target" and low["strongest"]["blocks_beam"]
+    assert high["blocked_at_m"] is None  # the beam passes over the ridge
+
+
+def test_stale_profiles_of_other_directions_are_ignored(
+    world: tuple[LidarSimulator, Driver],
+) -> None:
+    _, driver = world
+    driver.request_scan(BEARING + 5.0, 0.3, 200)  # someone else's scan, still in flight
+    time.sleep(0.2)
+    probe = LidarProbe(driver, shots=500)
+    probe.start(30.0, 0.0)
+    result = run_until_done(probe)
+    assert result.done and result.evidence["unmatched_profiles"] == 1
+    assert result.range_m is None
+
+
+def test_an_unplugged_lidar_is_recorded_not_raised(world: tuple[LidarSimulator, Driver]) -> None:
+    sim, driver = world
+    sim.drop()
+    deadline = time.monotonic() + 3.0
+    while driver.health().state is DriverState.OK and time.monotonic() < deadline:
+        time.sleep(0.02)
+    probe = LidarProbe(driver, shots=100)
+    probe.start(BEARING, 0.0)
+    started = time.monotonic()
+    assert probe.poll() == 0
+    assert time.monotonic() - started < 0.1
+    result = probe.result()
+    assert result.done and result.range_m is None
+    assert result.evidence["scans_asked"] == 0
+    assert len(result.evidence["errors"]) == 3
+    assert all("lidar.port" in e for e in result.evidence["errors"])
+
+
+def test_a_laser_fault_leaves_the_look_unanswered(world: tuple[LidarSimulator, Driver]) -> None:
+    sim, driver = world
+    sim.laser_fault(7)
+    probe = LidarProbe(driver, shots=100)
+    probe.start(BEARING, 0.0)
+    time.sleep(0.3)
+    probe.poll()
+    result = probe.result()
+    assert not result.done and result.range_m is None
+    assert result.evidence["scans_asked"] == 3 and result.evidence["scans_answered"] == 0
+    assert "refused" in (driver.health().last_error or "")
+
+
+def test_bad_probe_settings_are_refused(world: tuple[LidarSimulator, Driver]) -> None:
+    _, driver = world
+    with pytest.raises(ValueError):
+        LidarProbe(driver, shots=0)
+    with pytest.raises(ValueError):
+        LidarProbe(driver, elevations_deg=())
