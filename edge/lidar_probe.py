@@ -74,12 +74,10 @@ class LidarProbe:
         self.lidar = lidar
         self.shots = shots
         self.elevation_offsets_deg = tuple(float(e) for e in elevations_deg)
-        self._analysis_args = {
-            "min_range_m": min_range_m,
-            "z_min": z_min,
-            "min_width_m": min_width_m,
-            "max_width_m": max_width_m,
-        }
+        self.min_range_m = min_range_m
+        self.z_min = z_min
+        self.min_width_m = min_width_m
+        self.max_width_m = max_width_m
         self._bearing_deg: float | None = None
         self._tilt_deg: float | None = None
         self._scans: list[_Scan] = []
@@ -134,7 +132,10 @@ class LidarProbe:
                     profile.first_bin_m,
                     profile.bin_m,
                     shots=self.shots,
-                    **self._analysis_args,
+                    min_range_m=self.min_range_m,
+                    z_min=self.z_min,
+                    min_width_m=self.min_width_m,
+                    max_width_m=self.max_width_m,
                 )
                 scan.profile_t = profile.t
                 return True
