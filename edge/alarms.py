@@ -126,8 +126,13 @@ class FireObservation:
         evidence: Mapping[str, dict[str, Any]] | None = None,
         confidence: float = 1.0,
     ) -> FireObservation:
-        """The observation of a located hotspot; a bearing-only fix keeps no point."""
-        located = not geo.bearing_only and geo.lat is not None and geo.lon is not None
+        """The observation of a located hotspot.
+
+        A bearing-only fix (flat ground: the range is known only as an interval) keeps
+        its nominal point and its ellipse, which spans that interval along the bearing,
+        so the hub can draw it; ``bearing_only`` tells it the point is not a fix.
+        """
+        located = geo.lat is not None and geo.lon is not None
         ellipse = None
         if located and geo.semi_major_m is not None and geo.semi_minor_m is not None:
             ellipse = ErrorEllipse(geo.semi_major_m, geo.semi_minor_m, geo.orientation_deg or 0.0)
@@ -141,7 +146,7 @@ class FireObservation:
             range_min_m=geo.range_min_m,
             range_max_m=geo.range_max_m,
             range_source=geo.range_source,
-            bearing_only=not located,
+            bearing_only=geo.bearing_only or not located,
             uncertainty=ellipse,
             a_eq_m2=a_eq_m2,
             peak_k=peak_k,

@@ -195,6 +195,7 @@ class TowerDaemon:
         finally:
             sdnotify.stopping()
             log.info("daemon stopping", counters=self.counters)
+            self._publish_status(self.clock.now())  # the final counters, before `offline`
             self.ptz.stop()
             self.uplink.stop()
             self.devices.close_all()

@@ -428,8 +428,21 @@ def test_observations_from_a_geolocation() -> None:
         bearing_only=True,
     )  # fmt: skip
     fire = FireObservation.from_geolocation(vague, t=T0, a_eq_m2=3.0, peak_k=20.0)
-    assert not fire.located and fire.lat is None and fire.uncertainty is None
+    # flat ground: a bearing and a range interval; the nominal point and its long
+    # ellipse are kept for the map, flagged as not a fix
+    assert fire.bearing_only and not fire.located
+    assert (fire.lat, fire.lon) == (47.05, 19.1)
+    assert fire.uncertainty == ErrorEllipse(5_000.0, 12.0, 52.0)
     assert (fire.range_min_m, fire.range_max_m) == (4_000.0, 20_000.0)
+
+    beyond = Geolocation(
+        lat=None, lon=None, height_m=None, bearing_deg=52.0, elevation_deg=0.05,
+        range_m=None, range_source="earth", range_sigma_m=9_000.0, range_min_m=12_000.0,
+        range_max_m=30_000.0, semi_major_m=None, semi_minor_m=None, orientation_deg=None,
+        bearing_only=True,
+    )  # fmt: skip
+    fire = FireObservation.from_geolocation(beyond, t=T0, a_eq_m2=3.0, peak_k=20.0)
+    assert fire.bearing_only and fire.lat is None and fire.uncertainty is None
 
 
 def test_inconsistent_observations_are_refused() -> None:

@@ -1,0 +1,139 @@
+"""Run `towerwatch simulate tower` and `towerwatch run` as separate processes for scenario tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SIM_CONFIG = ROOT / "config" / "simulated.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def towerwatch(*args: str) -> list[str]:
+    return [sys.executable, "-m", "edge.cli", *args]
+
+
+def wait_port(port: int, timeout_s: float, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"process exited early with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listens on port {port} after {timeout_s} s")
+
+
+@dataclass
+class SimTowerRun:
+    """A simulated tower and a daemon pointed at it, on private ports and state."""
+
+    workdir: Path
+    scenario: Path
+    mqtt_port: int
+    speed: float = 3.0
+    extra: Sequence[str] = ()
+    frame_port: int = field(default_factory=free_port)
+    onvif_port: int = field(default_factory=free_port)
+    tower: subprocess.Popen[bytes] | None = None
+    daemon: subprocess.Popen[bytes] | None = None
+
+    def sets(self) -> list[str]:
+        pairs = [
+            f"thermal.port={self.frame_port}",
+            f"visible.port={self.frame_port}",
+            f"ptz.port={self.onvif_port}",
+            f"mqtt.port={self.mqtt_port}",
+            f"storage.state_dir={self.workdir / 'state'}",
+            "mqtt.status_interval_s=5",
+            *self.extra,
+        ]
+        out: list[str] = []
+        for pair in pairs:
+            out += ["--set", pair]
+        return out
+
+    def start_tower(self) -> None:
+        log = (self.workdir / "tower.log").open("ab")
+        self.tower = subprocess.Popen(
+            towerwatch(
+                "simulate",
+                "tower",
+                "--config",
+                str(SIM_CONFIG),
+                *self.sets(),
+                "--scenario",
+                str(self.scenario),
+                "--speed",
+                str(self.speed),
+                "--log-level",
+                "warning",
+            ),  # fmt: skip
+            cwd=ROOT,
+            env=_env(),
+            stdout=log,
+            stderr=log,
+        )
+        wait_port(self.frame_port, 60.0, self.tower)
+        wait_port(self.onvif_port, 10.0, self.tower)
+
+    def start_daemon(self, duration_s: float | None = None) -> None:
+        log = (self.workdir / "daemon.log").open("ab")
+        args = ["run", "--config", str(SIM_CONFIG), *self.sets(), "--log-level", "info"]
+        if duration_s is not None:
+            args += ["--duration", str(duration_s)]
+        self.daemon = subprocess.Popen(
+            towerwatch(*args), cwd=ROOT, env=_env(), stdout=log, stderr=log
+        )
+
+    def wait_daemon(self, timeout_s: float) -> int:
+        assert self.daemon is not None
+        return self.daemon.wait(timeout=timeout_s)
+
+    def kill_daemon(self) -> None:
+        assert self.daemon is not None
+        self.daemon.send_signal(signal.SIGKILL)
+        self.daemon.wait(timeout=10)
+
+    def daemon_events(self) -> list[dict[str, object]]:
+        events = []
+        for line in (self.workdir / "daemon.log").read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    events.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        return events
+
+    def stop(self) -> None:
+        for process in (self.daemon, self.tower):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=5)
