@@ -1,14 +1,18 @@
 """A whole simulated tower in one process: the world, the head, and devices on real protocols.
 
 It reads the same config file as the daemon and serves each configured device where the
-daemon will look for it: the frame stream on ``thermal.port``, the ONVIF PTZ endpoint on
-``ptz.port``. Frames show the world rendered for the head's true pose at the tower's
-clock, which may run ``speed`` × faster than wall time; frame timestamps carry that clock.
+daemon will look for it: the frame stream on ``thermal.port``; the head as an ONVIF PTZ
+endpoint on ``ptz.port`` or as a Pelco-D head on a pseudo-terminal at ``ptz.port``; the
+smoke lidar, GNSS receiver and Modbus relay board on pseudo-terminals whose symlinks sit
+exactly at the ``port`` paths of their sections. Frames show the world rendered for the
+head's true pose at the tower's clock, which may run ``speed`` × faster than wall time;
+frame timestamps, GNSS sentences and lidar profiles carry that clock.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,17 +22,64 @@ import structlog
 
 from simulators.clock import SimClock
 from simulators.frame_server import FrameStreamServer, ProducedFrame
+from simulators.gnss import GnssSimulator
 from simulators.head import SimulatedHead
+from simulators.lidar import LidarSimulator
+from simulators.lidar_world import WorldLidarView
 from simulators.onvif_server import OnvifPtzServer
+from simulators.pelco_d_head import PelcoDHeadSimulator
+from simulators.relay_board import RelayBoardSimulator
 from simulators.scenario import Camera, Scenario, Tower
+from simulators.serial_devices import PtySerialDevice
 from simulators.world import SimWorld
 
 log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
+class OnvifSpec:
+    """The head as an ONVIF PTZ endpoint over HTTP."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
+class PelcoDSpec:
+    """The head as a Pelco-D device on a pty whose symlink is ``port``."""
+
+    port: str
+    address: int = 1
+
+
+@dataclass(frozen=True)
+class LidarSpec:
+    port: str
+    prf_hz: float = 1000.0  # shots per second of tower time
+
+
+@dataclass(frozen=True)
+class GnssSpec:
+    port: str
+
+
+@dataclass(frozen=True)
+class RelaySpec:
+    port: str
+    unit: int = 1
+    coil: int = 0
+
+
+@dataclass(frozen=True)
 class TowerSpec:
-    """What the simulated tower needs from the daemon's config (plain values: no edge types)."""
+    """What the simulated tower needs from the daemon's config (plain values: no edge types).
+
+    The head is served over ONVIF or Pelco-D, whichever is given (exactly one); lidar,
+    GNSS and relay are served when given. Serial ``port`` paths are where the pty
+    symlinks are made; a relative path is relative to the working directory.
+    """
 
     tower_id: str
     lat: float
@@ -40,12 +91,40 @@ class TowerSpec:
     ]  # width_px, height_px, pixel_pitch_um, focal lengths, f_number, netd_mk
     frame_host: str
     frame_port: int
-    onvif_host: str
-    onvif_port: int
-    onvif_username: str
-    onvif_password: str
     wide_hfov_deg: float
     zoom_hfov_deg: float
+    onvif: OnvifSpec | None = None
+    pelco_d: PelcoDSpec | None = None
+    lidar: LidarSpec | None = None
+    gnss: GnssSpec | None = None
+    relay: RelaySpec | None = None
+
+    def __post_init__(self) -> None:
+        if (self.onvif is None) == (self.pelco_d is None):
+            raise ValueError("tower spec: give the head as either ONVIF or Pelco-D")
+
+
+class DevicePathError(ValueError):
+    """A serial device's configured path cannot be used for its pty symlink."""
+
+
+def prepare_link_path(device: str, key: str, path: str) -> str:
+    """Make the folder of a pty symlink; refuse a path that is something other than a link."""
+    if os.path.lexists(path) and not os.path.islink(path):
+        raise DevicePathError(
+            f"{device} ({key}={path}): the path exists and is not a symlink; the simulated "
+            "tower puts its pseudo-terminal link there, so point the config elsewhere or "
+            "remove it"
+        )
+    parent = os.path.dirname(path)
+    if parent:
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as exc:
+            raise DevicePathError(
+                f"{device} ({key}={path}): cannot create {parent}: {exc}"
+            ) from exc
+    return path
 
 
 MAX_TOWER_MISMATCH_DEG = 0.01  # ≈ 1 km: beyond this the scenario was laid out elsewhere
@@ -132,33 +211,96 @@ class SimulatedTower:
         self.frames = FrameStreamServer(
             self.producer, fps=fps * speed, host=spec.frame_host, port=spec.frame_port
         )
-        self.onvif = OnvifPtzServer(
-            self.head,
-            self.clock,
-            username=spec.onvif_username,
-            password=spec.onvif_password,
-            host=spec.onvif_host,
-            port=spec.onvif_port,
-        )
+        self.onvif: OnvifPtzServer | None = None
+        if spec.onvif is not None:
+            self.onvif = OnvifPtzServer(
+                self.head,
+                self.clock,
+                username=spec.onvif.username,
+                password=spec.onvif.password,
+                host=spec.onvif.host,
+                port=spec.onvif.port,
+            )
+        # Serial devices by config section, each behind a symlink at its configured port.
+        self.serial: dict[str, PtySerialDevice] = {}
+        if spec.pelco_d is not None:
+            self.pelco_d = PelcoDHeadSimulator(
+                self.head,
+                address=spec.pelco_d.address,
+                link_path=prepare_link_path("ptz", "ptz.port", spec.pelco_d.port),
+            )
+            self.serial["ptz"] = self.pelco_d
+        self.lidar: LidarSimulator | None = None
+        if spec.lidar is not None:
+            self.lidar = LidarSimulator(
+                self.clock,
+                WorldLidarView(self.world),
+                prf_hz=spec.lidar.prf_hz,
+                seed=self.world.seed,
+                link_path=prepare_link_path("lidar", "lidar.port", spec.lidar.port),
+            )
+            self.serial["lidar"] = self.lidar
+        self.gnss: GnssSimulator | None = None
+        if spec.gnss is not None:
+            self.gnss = GnssSimulator(
+                self.clock,
+                spec.lat,
+                spec.lon,
+                spec.ground_elevation_m + spec.mast_height_m,
+                link_path=prepare_link_path("gnss", "gnss.port", spec.gnss.port),
+            )
+            self.serial["gnss"] = self.gnss
+        self.relay: RelayBoardSimulator | None = None
+        if spec.relay is not None:
+            self.relay = RelayBoardSimulator(
+                unit=spec.relay.unit,
+                coils=max(8, spec.relay.coil + 1),
+                link_path=prepare_link_path("relay", "relay.port", spec.relay.port),
+            )
+            self.serial["relay"] = self.relay
 
     def start(self) -> None:
-        self.onvif.start()
-        self.frames.start()
+        started: list[PtySerialDevice] = []
+        try:
+            for device in self.serial.values():
+                device.start()
+                started.append(device)
+            if self.onvif is not None:
+                self.onvif.start()
+            self.frames.start()
+        except BaseException:
+            for device in started:
+                device.stop()
+            if self.onvif is not None:
+                self.onvif.stop()
+            raise
         log.info("simulated tower up", **self.endpoints())
 
     def stop(self) -> None:
         self.frames.stop()
-        self.onvif.stop()
+        if self.onvif is not None:
+            self.onvif.stop()
+        for device in self.serial.values():
+            device.stop()
 
     def endpoints(self) -> dict[str, Any]:
-        return {
+        """Where each device is: TCP address, URL or the pty symlink (and its /dev/pts)."""
+        out: dict[str, Any] = {
             "tower_id": self.spec.tower_id,
             "frame_stream": f"{self.spec.frame_host}:{self.frames.port}",
-            "onvif": self.onvif.url,
-            "scenario": self.scenario.name,
-            "start_utc": self.scenario.start_utc.isoformat(),
-            "speed": self.clock.speed,
         }
+        if self.onvif is not None:
+            out["onvif"] = self.onvif.url
+        for section, device in self.serial.items():
+            out[section] = {"port": device.port_path, "tty": device.tty_path}
+        out.update(
+            {
+                "scenario": self.scenario.name,
+                "start_utc": self.scenario.start_utc.isoformat(),
+                "speed": self.clock.speed,
+            }
+        )
+        return out
 
     def write_endpoints(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
