@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from paho.mqtt import publish
 
 from edge.geodesy import destination, distance_bearing
 from edge.messages import parse_iso_z
@@ -119,16 +120,29 @@ def test_the_simulated_tower_alarms_within_a_minute(
 ) -> None:
     """`towerwatch run --config config/simulated.yaml --duration 60` against the tower."""
     mission = ROOT / "benchmarks" / "scenarios" / "mission-2m-10km.yaml"
-    run = SimTowerRun(tmp_path, mission, mqtt_broker.port)
+    # near real time, so the camera delivers its full frame rate in tower time
+    run = SimTowerRun(tmp_path, mission, mqtt_broker.port, speed=1.5)
     with MqttCollector(mqtt_broker.host, mqtt_broker.port) as hub:
         try:
             run.start_tower()
             run.start_daemon(duration_s=60)
+            hub.wait_for(lambda m: m.topic == STATUS_TOPIC and m.json().get("version"), 60)
+            command = f"towerwatch/{TOWER}/cmd"
+            publish.single(f"{command}/test-alarm", '{"request_id": "t-1"}', qos=1,
+                           hostname=mqtt_broker.host, port=mqtt_broker.port)  # fmt: skip
+            publish.single(f"{command}/goto", '{"pan_deg": 400}', qos=1,
+                           hostname=mqtt_broker.host, port=mqtt_broker.port)  # fmt: skip
+            test_reply = hub.wait_one(f"{command}/test-alarm/reply", 30).json()
+            goto_reply = hub.wait_one(f"{command}/goto/reply", 30).json()
             assert run.wait_daemon(timeout_s=180) == 0
         finally:
             run.stop()
-        alarms = _alarms(hub)
+        alarms = [a for a in _alarms(hub) if a["state"] != "test"]
+        tests = [a for a in _alarms(hub) if a["state"] == "test"]
         retained = [m for m in hub.messages(STATUS_TOPIC) if m.retain]
+    assert test_reply["ok"] is True and test_reply["request_id"] == "t-1"
+    assert len(tests) == 1 and tests[0]["alarm_id"] != (alarms[0]["alarm_id"] if alarms else "")
+    assert goto_reply["ok"] is False and "pan_deg" in goto_reply["error"]
     assert alarms, "no alarm within a minute of tower time"
     alarm = alarms[0]
     assert alarm["schema"] == "towerwatch.alarm/1" and alarm["alarm_id"]
