@@ -70,6 +70,13 @@ def _projected_width(
 
 
 _VEHICLE_SIZE = {"car": (4.5, 1.8, 1.5), "truck": (10.0, 2.5, 3.5), "tractor": (4.0, 2.5, 3.0)}
+# Exhaust seen from the side, running: (width m, base height m, height m, excess over air K).
+# Trucks and tractors have a vertical stack behind the cab; a car a tailpipe and silencer.
+_EXHAUST = {
+    "car": (0.6, 0.2, 0.25, 120.0),
+    "truck": (0.25, 2.2, 1.5, 170.0),
+    "tractor": (0.15, 2.0, 1.0, 180.0),
+}
 
 
 def fire_things(
@@ -137,11 +144,17 @@ def vehicle_thing(
         engine_dk = v.engine_delta_k * math.exp(-parked_s / v.cooling_tau_s)
     ln, wd, ht = _VEHICLE_SIZE[v.kind]
     seen_w = _projected_width(ln, wd, heading, x, y)
+    running = engine_dk / v.engine_delta_k if v.engine_delta_k > 0 else 0.0
+    # Painted sheet metal in the sun runs 15–25 K over the air; the engine warms the body a little.
     body = Sheet(
-        x, y, 0.3, seen_w, ht - 0.3, air_k + 3.0 + 12.0 * sun_forcing + 0.2 * engine_dk, 0.9
+        x, y, 0.3, seen_w, ht - 0.3, air_k + 3.0 + 20.0 * sun_forcing + 0.2 * engine_dk, 0.9
     )
     engine = Sheet(x, y, 0.4, min(seen_w, 1.5), 0.9, air_k + engine_dk, 0.9)
-    return Thing(v.id, "vehicle", x, y, (body, engine), (60, 60, 70))
+    # The exhaust is the hottest part (150–250 °C on a running diesel's stack or tailpipe):
+    # small, so at a few km it is a compact 10–30 K hot spot on the warm body.
+    ex_w, ex_base, ex_h, ex_dk = _EXHAUST[v.kind]
+    exhaust = Sheet(x, y, ex_base, ex_w, ex_h, air_k + ex_dk * running, 0.9)
+    return Thing(v.id, "vehicle", x, y, (body, engine, exhaust), (60, 60, 70))
 
 
 def person_thing(
@@ -246,4 +259,36 @@ def panel_thing(
         y,
         (Sheet(x, y, 0.3, p.width_m, p.height_m, air_k + 26.0 * sun_forcing - 2.0, 0.85),),
         (90, 40, 30),
+    )
+
+
+# Sun-heated standing objects: (solar gain K over air under an overhead sun, clear-night
+# excess K, emissivity). Boulders store heat; painted metal and car bodies run hottest.
+_SUNLIT = {
+    "rock": (24.0, 1.0, 0.92),
+    "metal": (32.0, -3.0, 0.9),
+    "shed": (22.0, -1.0, 0.92),
+    "car": (28.0, -2.0, 0.9),
+}
+
+
+def sunlit_object_thing(
+    o: sc.SunlitObject,
+    name: str,
+    x: float,
+    y: float,
+    air_k: float,
+    sun_forcing: float,
+    night: float,
+) -> Thing:
+    """A boulder, a parked car with a cold engine, a shed or machinery heated by the sun."""
+    gain, night_k, eps = _SUNLIT[o.kind]
+    temp = air_k + gain * sun_forcing + night_k * night
+    return Thing(
+        name,
+        "sunlit_object",
+        x,
+        y,
+        (Sheet(x, y, 0.0, o.width_m, o.height_m, temp, eps),),
+        (110, 120, 130),
     )

@@ -136,6 +136,15 @@ class SolarPanels(_Strict):
     height_m: float = Field(default=2.0, gt=0, le=20)
 
 
+class SunlitObject(_Strict):
+    """Something standing on the ground that the sun heats: a boulder, a shed, machinery, a parked car."""
+
+    kind: Literal["rock", "metal", "shed", "car"] = "rock"
+    at: Place
+    width_m: float = Field(default=2.0, gt=0, le=200)
+    height_m: float = Field(default=1.5, gt=0, le=50)
+
+
 class Procedural(_Strict):
     """A layout drawn from the seed on top of the explicit one."""
 
@@ -143,6 +152,11 @@ class Procedural(_Strict):
     channels: int = Field(default=0, ge=0, le=30)
     patches: int = Field(default=0, ge=0, le=200)
     hills: int = Field(default=0, ge=0, le=30)
+    objects: int = Field(default=0, ge=0, le=200, description="sun-heated standing objects")
+    min_bearing_deg: float = Field(default=0.0, ge=0, lt=360)
+    max_bearing_deg: float = Field(
+        default=360.0, gt=0, le=720, description="sector (clockwise from min) things are drawn in"
+    )
     min_range_m: float = Field(default=2_000.0, gt=0)
     max_range_m: float = Field(default=20_000.0, gt=0)
 
@@ -163,6 +177,7 @@ class World(_Strict):
     patches: list[Patch] = []
     buildings: list[Building] = []
     solar_panels: list[SolarPanels] = []
+    objects: list[SunlitObject] = []
     procedural: Procedural = Procedural()
 
 

@@ -11,8 +11,14 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from detectors.radiometry import Atmosphere, band_radiance, brightness_temperature, psf_pixel_kernel
-from detectors.solar import direction_enu, glint_cone_half_angle_deg, sun_position
+from detectors.radiometry import (
+    Atmosphere,
+    band_radiance,
+    brightness_temperature,
+    psf_pixel_kernel,
+    saturation_vapour_pressure_hpa,
+)
+from detectors.solar import cox_munk_slope_variance, direction_enu, sun_position
 from simulators import emitters as em
 from simulators import scenario as sc
 from simulators import terrain as tr
@@ -163,6 +169,52 @@ def _deposit(
                 rad[yy, xx] += dl * bank[oy, ox, dy, dx]
 
 
+def _erfc(x: F64) -> F64:
+    """Complementary error function (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7), x ≥ 0."""
+    t = 1.0 / (1.0 + 0.3275911 * x)
+    poly = t * (
+        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
+    )
+    return np.asarray(poly * np.exp(-x * x), dtype=np.float64)
+
+
+def _smith_lambda(mu: F64, slope_sigma: float) -> F64:
+    """Smith's (1967) shadowing term Λ for a Gaussian sea seen or lit at cos(zenith) ``mu``."""
+    mu = np.clip(mu, 1e-6, 1.0)
+    nu = mu / (slope_sigma * np.sqrt(1.0 - mu * mu) + 1e-12)
+    nu = np.clip(nu, 1e-6, None)
+    return np.asarray(
+        0.5 * (np.exp(-nu * nu) / (nu * math.sqrt(math.pi)) - _erfc(nu)), dtype=np.float64
+    )
+
+
+def _water_glint(d: F64, s: F64, wind_m_s: float, irradiance: float) -> F64:
+    """Sun radiance (band, W m⁻² sr⁻¹) a wind-roughened water surface mirrors along rays ``d``.
+
+    Cox & Munk (1954): L = ρ(ω)·E·p(β) / (4·μ_v·cos⁴β), with p the isotropic Gaussian
+    slope density of variance 0.003 + 0.00512·U, β the tilt of the facet that mirrors
+    the sun into the ray and ω its incidence angle. At grazing view (μ_v → 0) the
+    1/μ_v gathers many facets per pixel, and Smith's shadowing G = 1/(1 + Λ_v + Λ_s)
+    hides those behind wave crests, so low-sun glint is bright but finite.
+    """
+    view = -d  # from the water toward the camera
+    h = view + s[None, :]
+    h /= np.linalg.norm(h, axis=1, keepdims=True)
+    cos_b = np.clip(h[:, 2], 1e-3, 1.0)
+    tan2_b = (1.0 - cos_b**2) / cos_b**2
+    var = cox_munk_slope_variance(wind_m_s)
+    density = np.exp(-tan2_b / var) / (math.pi * var)
+    cos_w = np.clip(h @ s, 0.0, 1.0)
+    rho = 0.02 + 0.98 * (1.0 - cos_w) ** 5  # Schlick's form of water's Fresnel reflectance
+    mu_v = np.clip(view[:, 2], 1e-4, 1.0)
+    sigma = math.sqrt(var)
+    shadow = 1.0 / (
+        1.0 + _smith_lambda(mu_v, sigma) + _smith_lambda(np.array([max(s[2], 1e-4)]), sigma)
+    )
+    out = rho * irradiance * density * shadow / (4.0 * mu_v * cos_b**4)
+    return np.asarray(np.where(view[:, 2] > 0.0, out, 0.0), dtype=np.float64)
+
+
 class SimWorld:
     """A scenario's world: build once, then :meth:`render` any pose at any time."""
 
@@ -183,6 +235,7 @@ class SimWorld:
         self._roads: list[tuple[int, F64, float]] = []
         self._channels: list[tuple[F64, float]] = []
         self._patches: list[tuple[int, float, float, float]] = []
+        self._objects: list[tuple[sc.SunlitObject, float, float]] = []
         self._build_layout(wd, rng)
         self._range_tab, self._tau_tab, self._path_tab = self.atmosphere.range_tables(
             self.max_range_m * 1.05, 25.0
@@ -243,8 +296,9 @@ class SimWorld:
         pr = wd.procedural
 
         def rand_xy() -> tuple[float, float]:
+            bearing = float(rng.uniform(pr.min_bearing_deg, pr.max_bearing_deg)) % 360.0
             return bearing_range_to_local(
-                float(rng.uniform(0, 360)), float(rng.uniform(pr.min_range_m, pr.max_range_m))
+                bearing, float(rng.uniform(pr.min_range_m, pr.max_range_m))
             )
 
         for _ in range(pr.hills):
@@ -262,6 +316,21 @@ class SimWorld:
         kinds = (tr.WATER, tr.BARE_SOIL, tr.VEGETATION, tr.ROCK)
         for _ in range(pr.patches):
             self._patches.append((int(rng.choice(kinds)), *rand_xy(), float(rng.uniform(20, 300))))
+        for o in wd.objects:
+            self._objects.append((o, *self.xy(o.at)))
+        object_kinds = ("rock", "rock", "metal", "shed", "car")
+        for _ in range(pr.objects):
+            x, y = rand_xy()
+            kind = str(rng.choice(object_kinds))
+            width = float(rng.uniform(1.0, 4.5 if kind != "shed" else 8.0))
+            height = float(rng.uniform(0.8, 2.5 if kind != "shed" else 4.0))
+            obj = sc.SunlitObject(
+                kind=kind,
+                at=sc.Place(lat=self.frame.to_wgs84(x, y)[0], lon=self.frame.to_wgs84(x, y)[1]),
+                width_m=width,
+                height_m=height,
+            )
+            self._objects.append((obj, x, y))
 
     def _classify(self, x: F64, y: F64, ground: npt.NDArray[np.bool_]) -> npt.NDArray[np.int8]:
         base = tr.CLASS_BY_NAME[self.scenario.world.base]
@@ -389,6 +458,82 @@ class SimWorld:
             out.append(em.building_thing(b, f"building-{i}", *self.xy(b.at), air, forcing, night))
         for i, sp in enumerate(scn.world.solar_panels):
             out.append(em.panel_thing(sp, f"solar-{i}", *self.xy(sp.at), air, forcing))
+        for i, (obj, ox, oy) in enumerate(self._objects):
+            out.append(em.sunlit_object_thing(obj, f"object-{i}", ox, oy, air, forcing, night))
+        return out
+
+    # ------------------------------------------------------------------ commissioning maps
+
+    def _ground_pixel(
+        self, pose: Pose, x: float, y: float, height_m: float
+    ) -> tuple[float, float] | None:
+        gr = math.hypot(x, y)
+        if gr < 1.0:
+            return None
+        ground = float(self.grid.sample(np.array([x]), np.array([y]))[0])
+        drop = float(earth_drop_m(gr)) + self.eye_height_m - ground
+        return pose.project(
+            math.degrees(math.atan2(x, y)), math.degrees(math.atan2(height_m - drop, gr))
+        )
+
+    def road_mask(
+        self, pose: Pose, vehicle_height_m: float = 4.5, buffer_px: int = 2
+    ) -> npt.NDArray[np.bool_]:
+        """The GIS road map drawn for a pose: every road from its surface up to a vehicle's roof.
+
+        A vehicle's hot parts stand above the road line, so the mask covers the band a
+        vehicle on the road can occupy, widened by ``buffer_px`` for pointing error.
+        """
+        mask = np.zeros((pose.height_px, pose.width_px), dtype=np.uint8)
+        for _, pts, _width in self._roads:
+            for a, b in zip(pts[:-1], pts[1:], strict=True):
+                n = max(2, int(math.hypot(b[0] - a[0], b[1] - a[1]) / 10.0))
+                prev: tuple[tuple[float, float], tuple[float, float]] | None = None
+                for f in np.linspace(0.0, 1.0, n):
+                    x = float(a[0] + f * (b[0] - a[0]))
+                    y = float(a[1] + f * (b[1] - a[1]))
+                    lo = self._ground_pixel(pose, x, y, 0.0)
+                    hi = self._ground_pixel(pose, x, y, vehicle_height_m)
+                    if lo is None or hi is None:
+                        prev = None
+                        continue
+                    if prev is not None and (
+                        -50 < lo[0] < pose.width_px + 50 or -50 < prev[0][0] < pose.width_px + 50
+                    ):
+                        quad = np.array([prev[0], lo, hi, prev[1]], dtype=np.float64)
+                        cv2.fillConvexPoly(mask, np.round(quad).astype(np.int32), 1)
+                    prev = (lo, hi)
+        if buffer_px > 0:
+            k = 2 * buffer_px + 1
+            mask = np.asarray(cv2.dilate(mask, np.ones((k, k), dtype=np.uint8)), dtype=np.uint8)
+        return mask.astype(bool)
+
+    def known_source_directions(
+        self, step_m: float = 50.0
+    ) -> list[tuple[str, float, float, float]]:
+        """(name, azimuth, elevation, angular radius) of each known source's hot part.
+
+        What a technician enters at commissioning: a point source at its hot height, a
+        line source (pipeline) as points every ``step_m`` along it.
+        """
+        out = []
+        for s in self.scenario.known_sources:
+            x0, y0 = self.xy(s.at)
+            hot_h = {"flare": s.height_m + 2.5, "chimney": s.height_m * 0.9}.get(
+                s.kind, s.height_m / 2.0
+            )
+            pts = [(x0, y0)]
+            if s.end is not None:
+                x1, y1 = self.xy(s.end)
+                n = max(1, int(math.hypot(x1 - x0, y1 - y0) / step_m))
+                pts = [(x0 + (x1 - x0) * k / n, y0 + (y1 - y0) * k / n) for k in range(n + 1)]
+            for x, y in pts:
+                gr = math.hypot(x, y)
+                ground = float(self.grid.sample(np.array([x]), np.array([y]))[0])
+                drop = float(earth_drop_m(gr)) + self.eye_height_m - ground
+                az = math.degrees(math.atan2(x, y)) % 360.0
+                el = math.degrees(math.atan2(hot_h - drop, gr))
+                out.append((s.name, az, el, math.degrees(math.atan2(s.radius_m, gr))))
         return out
 
     def _elements(
@@ -472,7 +617,7 @@ class SimWorld:
         eps = EMISSIVITY[c.cls]
         surf = eps * surf + (1.0 - eps) * np.float32(sky_reflect)
         if sun_el > 0.0 and c.specular_idx.size:
-            self._add_glint(c, surf, sun_az, sun_el)
+            self._add_glint(c, surf, sun_az, sun_el, t_unix)
         obs = c.tau * surf + c.path
         if c.sky.any():
             sky_k = sky_brightness_k(air, c.elevation_deg[c.sky], w.cloud_cover)
@@ -494,29 +639,51 @@ class SimWorld:
         truth = self._truth(pose, things, centres, counts)
         return thermal, visible, truth
 
-    def _add_glint(self, c: _PoseCache, surf: F32, sun_az: float, sun_el: float) -> None:
+    def _sun_transmittance(self, sun_el: float) -> float:
+        """Band transmittance of the sun's slant path through the water-vapour layer.
+
+        The continuum's self-broadened part goes as ρ_w·e, so it falls off over half the
+        vapour's ~2 km scale height; the foreign-broadened part over the full height. The
+        slant factor is the Kasten–Young air mass, which stays finite at the horizon.
+        """
+        w = self.scenario.weather
+        e_atm = saturation_vapour_pressure_hpa(w.air_temp_c) * w.relative_humidity_pct / 101325.0
+        foreign = 0.002 * w.pressure_hpa / 1013.25
+        vertical_m = (1000.0 * e_atm + 2000.0 * foreign) / (e_atm + foreign)
+        el = max(sun_el, 0.0)
+        air_mass = 1.0 / (math.sin(math.radians(el)) + 0.50572 * (el + 6.07995) ** -1.6364)
+        return float(self.atmosphere.transmittance(vertical_m * air_mass, _SUN_K))
+
+    def _add_glint(
+        self, c: _PoseCache, surf: F32, sun_az: float, sun_el: float, t_unix: float
+    ) -> None:
         idx = c.specular_idx
         d = c.dirs.reshape(-1, 3)[idx]
         s = np.array(direction_enu(sun_az, sun_el))
-        cos_g = d[:, 0] * s[0] + d[:, 1] * s[1] - d[:, 2] * s[2]
-        g = np.arccos(np.clip(cos_g, -1, 1))
         cls = c.cls.ravel()[idx]
         water = cls == tr.WATER
-        sigma = np.where(
-            water,
-            math.radians(glint_cone_half_angle_deg(self.scenario.weather.wind_speed_m_s)),
-            math.radians(4.0),
-        )
-        # Fresnel reflectance of water rises steeply at grazing incidence (Schlick's form);
-        # metal and glass reflect what they do not emit.
-        incidence_cos = np.clip(-d[:, 2], 0.0, 1.0)
-        rho = np.where(water, 0.02 + 0.98 * (1.0 - incidence_cos) ** 5, 1.0 - EMISSIVITY[cls])
-        # Water vapour, the window's absorber, has a ~2 km scale height: the sun's slant path.
-        sun_path_m = min(60_000.0, 2_000.0 / max(math.sin(math.radians(sun_el)), 0.02))
-        tau_sun = float(self.atmosphere.transmittance(sun_path_m, _SUN_K))
-        lobe = np.exp(-(g**2) / (2 * sigma**2)) / (2 * math.pi * sigma**2)
+        irradiance = self._l_sun * _SUN_SOLID_ANGLE_SR * self._sun_transmittance(sun_el)
+        glint = np.zeros(idx.size, dtype=np.float64)
+        if np.any(water):
+            glint[water] = _water_glint(
+                d[water], s, self.scenario.weather.wind_speed_m_s, irradiance
+            )
+        metal = ~water
+        if np.any(metal):
+            # Metal and glass: a flat mirror roughened by ~4°, reflecting what it does not emit.
+            cos_g = d[metal, 0] * s[0] + d[metal, 1] * s[1] - d[metal, 2] * s[2]
+            g = np.arccos(np.clip(cos_g, -1, 1))
+            sigma = math.radians(4.0)
+            lobe = np.exp(-(g**2) / (2 * sigma**2)) / (2 * math.pi * sigma**2)
+            glint[metal] = (1.0 - EMISSIVITY[cls[metal]]) * irradiance * lobe
+        lit = glint > 1e-3
+        if np.any(lit):
+            # A pixel's glint comes from the few wave facets tilted just right at that
+            # instant: it sparkles from frame to frame (log-normal, ~40 % per frame).
+            rng = np.random.default_rng([self.seed, 0x61147, int(round(t_unix * 1000.0))])
+            glint[lit] *= np.exp(rng.normal(-0.08, 0.4, int(lit.sum())))
         flat = surf.reshape(-1)
-        flat[idx] += (rho * self._l_sun * tau_sun * _SUN_SOLID_ANGLE_SR * lobe).astype(np.float32)
+        flat[idx] += glint.astype(np.float32)
 
     def _visible(
         self,
@@ -652,6 +819,7 @@ class SimWorld:
             + [s.at for s in scn.known_sources]
         )
         targets += [b.at for b in scn.world.buildings] + [p.at for p in scn.world.solar_panels]
+        targets += [o.at for o in scn.world.objects]
         if not targets:
             return 0.0, -0.3
         x, y = self.xy(targets[0])
