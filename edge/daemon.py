@@ -31,6 +31,7 @@ from edge.confirm import ConfirmationScan, Verdict
 from edge.coverage import coverage_range_m, mission_ranges
 from edge.detection import Candidate, ThermalStage
 from edge.devices import Devices, build_devices
+from edge.geodesy import distance_bearing
 from edge.geolocation import (
     ErrorModel,
     Geolocation,
@@ -38,6 +39,7 @@ from edge.geolocation import (
     bearing_elevation_to,
     geolocate,
 )
+from edge.lidar_probe import LidarProbe, ProbeResult
 from edge.messages import (
     Command,
     CommandError,
@@ -64,6 +66,7 @@ ARRIVAL_TOLERANCE_DEG = 0.05  # head position within this of the target: arrived
 MOVE_TIMEOUT_S = 30.0  # tower time allowed for a slew before the look is abandoned
 FRAME_STALE_S = 5.0  # wall seconds without a thermal frame: the camera is degraded
 WATCHDOG_FRESH_S = 10.0
+GNSS_POSITION_TOLERANCE_M = 50.0  # a GNSS fix this far from the surveyed position is an error
 _SENSOR_STATE: dict[DriverState, SensorState] = {
     DriverState.OK: "ok",
     DriverState.CONNECTING: "degraded",
@@ -87,6 +90,7 @@ class Look:
     stop: Stop | None = None
     candidate: Candidate | None = None
     scan: ConfirmationScan | None = None
+    probe: LidarProbe | None = None
     alarm_id: str | None = None
     revisit_count: int = 0
     frames_used: int = 0
@@ -283,6 +287,8 @@ class TowerDaemon:
             return
         pose = self._frame_pose(frame, look)
         look.frames_used += 1
+        if look.probe is not None:
+            look.probe.poll()
         if look.scan is not None:
             look.scan.add_frame(frame, pose, now)
         elif look.purpose != "hold":
@@ -339,6 +345,7 @@ class TowerDaemon:
                 look.request_id = self.ptz.move_to(look.waypoints[0], look.tilt_deg, look.hfov_deg)
                 return False
             look.arrived_at = now
+            self._start_probe(look)
             return True
         if now - look.started_at > MOVE_TIMEOUT_S:
             self.counters["looks_abandoned"] += 1
@@ -384,6 +391,14 @@ class TowerDaemon:
         self._start_look(look, now)
         return self.look
 
+    def _start_probe(self, look: Look) -> None:
+        """Ask the lidar along the candidate's bearing while the camera dwells."""
+        assert self.devices is not None
+        if self.devices.lidar is None or look.scan is None:
+            return
+        look.probe = LidarProbe(self.devices.lidar)
+        look.probe.start(look.pan_deg, look.tilt_deg)
+
     def _revisit_look(self, alarm_id: str, bearing_deg: float, elevation_deg: float) -> Look:
         c = self.cfg
         look = Look("revisit", bearing_deg, elevation_deg, c.camera.zoom_hfov_deg,
@@ -401,8 +416,9 @@ class TowerDaemon:
         elif look.purpose == "revisit" and look.alarm_id is not None and look.scan is not None:
             verdict = look.scan.verdict()
             if verdict.outcome == "confirmed":
-                geo = self._geolocate(verdict.bearing_deg, verdict.elevation_deg)
-                observation = self._observation(verdict, geo, now)
+                lidar = look.probe.result() if look.probe is not None else None
+                geo = self._geolocate(verdict.bearing_deg, verdict.elevation_deg, lidar)
+                observation = self._observation(verdict, geo, now, lidar)
                 event = self.alarms.observe_seen(look.alarm_id, observation, now)
                 if event is not None:
                     self._publish_alarm(event, verdict, now)
@@ -454,8 +470,9 @@ class TowerDaemon:
         c = self.cfg
         if verdict.outcome == "confirmed":
             self.counters["confirmed"] += 1
-            geo = self._geolocate(verdict.bearing_deg, verdict.elevation_deg)
-            observation = self._observation(verdict, geo, now)
+            lidar = look.probe.result() if look.probe is not None else None
+            geo = self._geolocate(verdict.bearing_deg, verdict.elevation_deg, lidar)
+            observation = self._observation(verdict, geo, now, lidar)
             events = self._alarm_events([self.alarms.observe_confirmed(observation, now)])
             for event in events:
                 self._publish_alarm(event, verdict, now)
@@ -483,7 +500,9 @@ class TowerDaemon:
         )
         log.info("candidate dismissed", reason=verdict.reason, pan_deg=round(look.pan_deg, 3))
 
-    def _geolocate(self, bearing_deg: float, elevation_deg: float) -> Geolocation:
+    def _geolocate(
+        self, bearing_deg: float, elevation_deg: float, lidar: ProbeResult | None = None
+    ) -> Geolocation:
         g = self.cfg.geolocation
         return geolocate(
             self.site,
@@ -492,6 +511,7 @@ class TowerDaemon:
             terrain=self.terrain,
             ground_elevation_m=self.cfg.tower.ground_elevation_m,
             canopy_height_m=g.canopy_height_m,
+            lidar_range_m=lidar.range_m if lidar is not None else None,
             k=g.refraction_k,
             max_range_m=g.max_range_m,
             errors=ErrorModel(
@@ -502,7 +522,9 @@ class TowerDaemon:
             ),
         )
 
-    def _observation(self, verdict: Verdict, geo: Geolocation, now: float) -> FireObservation:
+    def _observation(
+        self, verdict: Verdict, geo: Geolocation, now: float, lidar: ProbeResult | None = None
+    ) -> FireObservation:
         range_m = geo.range_m
         if range_m is None and math.isfinite(geo.range_min_m) and math.isfinite(geo.range_max_m):
             range_m = 0.5 * (geo.range_min_m + geo.range_max_m)  # bearing-only: mid-interval
@@ -512,7 +534,8 @@ class TowerDaemon:
             t=now,
             a_eq_m2=a_eq_m2,
             peak_k=verdict.peak_k,
-            evidence={"thermal": verdict.evidence},
+            evidence={"thermal": verdict.evidence}
+            | ({"lidar": lidar.evidence} if lidar is not None else {}),
             confidence=verdict.confidence,
         )
 
@@ -663,6 +686,20 @@ class TowerDaemon:
         ptz_error = self.ptz.reading().error
         if ptz_error:
             reasons.append(f"ptz: {ptz_error}")
+        position = TowerPosition(
+            lat=c.tower.lat, lon=c.tower.lon, height_m=c.tower.camera_altitude_m
+        )
+        if self.devices.gnss is not None:
+            fix = self.devices.gnss.latest_fix()
+            if fix is not None:
+                # The configured (surveyed) position is what geolocation uses; a GNSS fix
+                # far from it means the config or the mast is wrong: say so.
+                offset_m, _ = distance_bearing(c.tower.lat, c.tower.lon, fix.lat, fix.lon)
+                if offset_m > GNSS_POSITION_TOLERANCE_M:
+                    reasons.append(
+                        f"gnss: fix {fix.lat:.6f}, {fix.lon:.6f} is {offset_m:.0f} m from "
+                        f"tower.lat/tower.lon (tolerance {GNSS_POSITION_TOLERANCE_M:.0f} m)"
+                    )
         is_day = self._is_day(now)
         ranges = mission_ranges(c.camera, c.weather, c.coverage, is_day=is_day)
         for r in ranges:
