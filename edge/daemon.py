@@ -722,9 +722,7 @@ class TowerDaemon:
             uptime_s=round(wall - self.started_wall, 1),
             sensors=sensors,
             outbox_depth=uplink.outbox_depth,
-            position=TowerPosition(
-                lat=c.tower.lat, lon=c.tower.lon, height_m=c.tower.camera_altitude_m
-            ),
+            position=position,
             patrol_cycle_s=self.patrol_cycle_s,
             detection_range_m=coverage_range_m(ranges),
             counters=counters,
