@@ -1,0 +1,128 @@
+"""The fire-point localisation scan's verdict on hand-built zoomed frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detectors.radiometry import band_radiance, brightness_temperature
+from detectors.zoom_test import measure
+from drivers.base import Frame
+from edge.config import TowerConfig, load_config
+from edge.confirm import ConfirmationScan
+from edge.detection import Candidate, band_radiance_of
+
+ROOT = Path(__file__).resolve().parent.parent
+BACKGROUND_K = 288.0
+T0 = 1_710_928_800.0  # 2024-03-20 10:00 UTC: day at the simulated tower
+WIDE_HFOV = 5.8620
+NARROW_HFOV = 2.9329
+PAN, TILT = 135.0, -0.3
+
+
+@pytest.fixture(scope="module")
+def cfg() -> TowerConfig:
+    return load_config(ROOT / "config" / "simulated.yaml")
+
+
+def _scene(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (BACKGROUND_K + rng.normal(0.0, 0.05, (512, 640))).astype(np.float32)
+
+
+def _add_point(frame: np.ndarray, x: float, y: float, excess_radiance: float) -> None:
+    """A sub-pixel source: ``excess_radiance`` (W m⁻² sr⁻¹ × pixels) spread by a small PSF."""
+    psf = np.array([[0.05, 0.1, 0.05], [0.1, 0.4, 0.1], [0.05, 0.1, 0.05]])
+    i, j = round(y), round(x)
+    window = frame[i - 1 : i + 2, j - 1 : j + 2].astype(np.float64)
+    radiance = band_radiance(window) + excess_radiance * psf
+    frame[i - 1 : i + 2, j - 1 : j + 2] = brightness_temperature(radiance)
+
+
+def _candidate(wide: np.ndarray, x: float, y: float) -> Candidate:
+    return Candidate(
+        t=T0, pan_deg=PAN, tilt_deg=TILT, hfov_deg=WIDE_HFOV, x=x, y=y, score=0.8,
+        peak_k=float(wide[round(y), round(x)]), delta_t_k=float(wide[round(y), round(x)]) - BACKGROUND_K,
+        a_eq_m2_per_range2=1e-8, compact=True,
+        wide=measure(wide, x, y, BACKGROUND_K, band_radiance_of),
+    )  # fmt: skip
+
+
+def _frames(n: int, draw) -> list[Frame]:  # type: ignore[no-untyped-def]
+    frames = []
+    for k in range(n):
+        image = _scene(100 + k)
+        draw(image, k)
+        frames.append(Frame(image, T0 + 0.1 * k, k, True, PAN, TILT, NARROW_HFOV))
+    return frames
+
+
+def _verdict(cfg: TowerConfig, candidate: Candidate, frames: list[Frame]):  # type: ignore[no-untyped-def]
+    scan = ConfirmationScan(cfg, candidate)
+    for frame in frames:
+        scan.add_frame(frame, (PAN, TILT, NARROW_HFOV), frame.t)
+    return scan.verdict()
+
+
+def test_a_steady_sub_pixel_fire_is_confirmed_where_it_is(cfg: TowerConfig) -> None:
+    wide = _scene(1)
+    _add_point(wide, 319.5, 255.5, 30.0)
+    candidate = _candidate(wide, 319.5, 255.5)
+    # zoomed ×2: the same flux lands on pixels of a quarter of the solid angle
+    frames = _frames(20, lambda image, k: _add_point(image, 320.0, 256.0, 120.0))
+    verdict = _verdict(cfg, candidate, frames)
+    assert verdict.outcome == "confirmed", verdict.evidence
+    assert verdict.evidence["persistence"] == 1.0
+    assert 0.5 <= verdict.evidence["zoom_a_eq_ratio"] <= 2.0
+    assert verdict.bearing_deg == pytest.approx(PAN, abs=0.01)
+    assert verdict.frame is not None and verdict.hotspot_xy[0] == pytest.approx(320.0, abs=1.0)
+
+
+def test_a_hotspot_drifting_across_the_zoomed_view_is_a_vehicle(cfg: TowerConfig) -> None:
+    wide = _scene(2)
+    _add_point(wide, 319.5, 255.5, 30.0)
+    frames = _frames(20, lambda image, k: _add_point(image, 300.0 + 2.0 * k, 256.0, 120.0))
+    verdict = _verdict(cfg, _candidate(wide, 319.5, 255.5), frames)
+    assert (verdict.outcome, verdict.reason) == ("dismissed", "vehicle")
+
+
+def test_a_warm_surface_keeps_its_temperature_when_zoomed_and_is_dismissed(
+    cfg: TowerConfig,
+) -> None:
+    def warm_patch(image: np.ndarray, size: int) -> None:
+        image[256 - size : 256 + size, 320 - size : 320 + size] += 14.0
+
+    wide = _scene(3)
+    warm_patch(wide, 1)
+    frames = _frames(20, lambda image, k: warm_patch(image, 2))
+    verdict = _verdict(cfg, _candidate(wide, 319.5, 255.5), frames)
+    assert verdict.outcome == "dismissed", verdict.evidence
+    assert verdict.reason == "extended"
+
+
+def test_nothing_there_any_more_is_dismissed_as_transient(cfg: TowerConfig) -> None:
+    wide = _scene(4)
+    _add_point(wide, 319.5, 255.5, 30.0)
+    frames = _frames(20, lambda image, k: None)
+    verdict = _verdict(cfg, _candidate(wide, 319.5, 255.5), frames)
+    assert (verdict.outcome, verdict.reason) == ("dismissed", "transient")
+
+
+def test_a_source_seen_in_half_the_frames_is_undecided(cfg: TowerConfig) -> None:
+    wide = _scene(5)
+    _add_point(wide, 319.5, 255.5, 30.0)
+
+    def blinking(image: np.ndarray, k: int) -> None:
+        if k % 2 == 0:
+            _add_point(image, 320.0, 256.0, 120.0)
+
+    verdict = _verdict(cfg, _candidate(wide, 319.5, 255.5), _frames(20, blinking))
+    assert (verdict.outcome, verdict.reason) == ("undecided", "intermittent")
+
+
+def test_no_frames_is_undecided(cfg: TowerConfig) -> None:
+    wide = _scene(6)
+    verdict = _verdict(cfg, _candidate(wide, 319.5, 255.5), [])
+    assert verdict.outcome == "undecided"
