@@ -122,12 +122,14 @@ def render_snapshot(
     t_unix: float,
     tower_id: str,
     alarm_id: str,
+    range_interval_m: tuple[float | None, float | None] | None = None,
 ) -> bytes:
     """JPEG of the alarm: colour thermal left, visible right (same height), a text strip below.
 
     hotspot_xy is the (column, row) in the thermal frame; the visible frame is
     marked at the same relative position, as the two cameras share the head and
-    are boresighted. range_m None means bearing-only and is written as such.
+    are boresighted. range_m None means bearing-only and is written as such, with
+    the range interval when one is given.
     """
     if thermal_kelvin.ndim != 2 or 0 in thermal_kelvin.shape:
         raise ValueError(f"thermal frame must be (H, W) Kelvin, got shape {thermal_kelvin.shape}")
@@ -158,7 +160,12 @@ def render_snapshot(
 
     panels = np.hstack([thermal, visible])
     strip = np.zeros((TEXT_STRIP_HEIGHT_PX, panels.shape[1], 3), dtype=np.uint8)
-    if range_m is None:
+    low, high = range_interval_m or (None, None)
+    if range_m is None and low is not None and high is not None:
+        range_text = (
+            f"bearing only, range {low / 1000.0:.1f}-{high / 1000.0:.1f} km ({range_source})"
+        )
+    elif range_m is None:
         range_text = f"range unknown, bearing only ({range_source})"
     else:
         range_text = f"range {range_m / 1000.0:.2f} km ({range_source})"

@@ -166,3 +166,18 @@ def test_saving_writes_the_jpeg_under_the_alarm_id_and_seq(tmp_path: Path) -> No
 def test_an_alarm_id_that_is_not_a_file_name_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a safe file name"):
         save_snapshot(b"\xff\xd8\xff\xd9", tmp_path, "../etc/passwd", 1)
+
+
+def test_a_bearing_only_fix_writes_its_range_interval() -> None:
+    thermal = np.full((64, 80), 290.0, dtype=np.float32)
+    thermal[32, 40] = 400.0
+    vague = render_snapshot(
+        thermal, None, (40.0, 32.0), bearing_deg=135.0, range_m=None, range_source="earth",
+        t_unix=1_710_928_834.0, tower_id="t", alarm_id="t-1",
+        range_interval_m=(6_600.0, 30_000.0),
+    )  # fmt: skip
+    unknown = render_snapshot(
+        thermal, None, (40.0, 32.0), bearing_deg=135.0, range_m=None, range_source="earth",
+        t_unix=1_710_928_834.0, tower_id="t", alarm_id="t-1",
+    )  # fmt: skip
+    assert vague != unknown  # the interval is written, not "range unknown"
