@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import abc
 import enum
+import queue
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Generic, Protocol, Self, TypeVar, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -112,6 +113,45 @@ class Backoff:
 
     def reset(self) -> None:
         self._next_s = self.initial_s
+
+
+T = TypeVar("T")
+
+
+class NewestWinsQueue(Generic[T]):
+    """A bounded queue from a reader thread to its consumer where the newest items win.
+
+    When the consumer falls behind, the oldest item is dropped: a fire watch wants the
+    newest view, not a growing backlog. Items offered and items dropped are counted in
+    health under the names given.
+    """
+
+    def __init__(self, size: int, health: HealthTracker, counter: str, dropped_counter: str):
+        self._queue: queue.Queue[T] = queue.Queue(maxsize=size)
+        self._health = health
+        self._counter = counter
+        self._dropped_counter = dropped_counter
+
+    def put(self, item: T) -> None:
+        """Add ``item``, dropping the oldest when full; never blocks."""
+        self._health.count(self._counter)
+        while True:
+            try:
+                self._queue.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                    self._health.count(self._dropped_counter)
+                except queue.Empty:
+                    continue
+
+    def get(self, timeout_s: float) -> T | None:
+        """The oldest item waiting, or None when none came within ``timeout_s``."""
+        try:
+            return self._queue.get(timeout=max(timeout_s, 0.0))
+        except queue.Empty:
+            return None
 
 
 class Driver(abc.ABC):

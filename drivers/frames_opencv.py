@@ -12,7 +12,6 @@ Frame times are this host's UTC clock at capture: OpenCV does not expose the cam
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import time
 from typing import Literal
@@ -28,6 +27,7 @@ from drivers.base import (
     DriverState,
     Frame,
     HealthTracker,
+    NewestWinsQueue,
     SecretStore,
     StrictSettings,
 )
@@ -76,7 +76,9 @@ class Driver(DriverBase):
         self.settings = settings
         self._where = f"{settings.kind} ({settings.kind}.source={settings.source})"
         self._health = HealthTracker(settings.kind)
-        self._queue: queue.Queue[Frame] = queue.Queue(maxsize=settings.queue_frames)
+        self._queue: NewestWinsQueue[Frame] = NewestWinsQueue(
+            settings.queue_frames, self._health, "frames", "dropped"
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._seq = 0
@@ -104,10 +106,7 @@ class Driver(DriverBase):
         return self._health.snapshot()
 
     def read(self, timeout_s: float) -> Frame | None:
-        try:
-            return self._queue.get(timeout=max(timeout_s, 0.0))
-        except queue.Empty:
-            return None
+        return self._queue.get(timeout_s)
 
     # ----------------------------------------------------------------- reader thread
 
@@ -173,7 +172,7 @@ class Driver(DriverBase):
             frame = self._convert(image, t)
             if frame is None:
                 continue
-            self._offer(frame)
+            self._queue.put(frame)
             delivered += 1
             if period_s:
                 next_due += period_s
@@ -208,16 +207,3 @@ class Driver(DriverBase):
     def _frame(self, image: np.ndarray, t: float, *, radiometric: bool) -> Frame:
         self._seq += 1
         return Frame(image=image, t=t, seq=self._seq, radiometric=radiometric)
-
-    def _offer(self, frame: Frame) -> None:
-        self._health.count("frames")
-        while True:
-            try:
-                self._queue.put_nowait(frame)
-                return
-            except queue.Full:
-                try:
-                    self._queue.get_nowait()
-                    self._health.count("dropped")
-                except queue.Empty:
-                    continue

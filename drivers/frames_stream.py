@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import queue
 import socket
 import threading
 from typing import Literal
@@ -19,6 +18,7 @@ from drivers.base import (
     DriverState,
     Frame,
     HealthTracker,
+    NewestWinsQueue,
     SecretStore,
     StrictSettings,
 )
@@ -57,7 +57,9 @@ class FrameStreamSource(base.Driver):
         self.settings = settings
         self.name = f"{settings.stream} (host={settings.host}:{settings.port})"
         self._health = HealthTracker(self.name)
-        self._frames: queue.Queue[Frame] = queue.Queue(maxsize=settings.queue_frames)
+        self._frames: NewestWinsQueue[Frame] = NewestWinsQueue(
+            settings.queue_frames, self._health, "frames", "frames_dropped"
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
@@ -87,10 +89,7 @@ class FrameStreamSource(base.Driver):
         return self._health.snapshot()
 
     def read(self, timeout_s: float) -> Frame | None:
-        try:
-            return self._frames.get(timeout=max(timeout_s, 0.0))
-        except queue.Empty:
-            return None
+        return self._frames.get(timeout_s)
 
     # ------------------------------------------------------------------ background
 
@@ -135,22 +134,9 @@ class FrameStreamSource(base.Driver):
                     vfov_deg=header.vfov_deg if header.has_pose else math.nan,
                     shutter=header.shutter,
                 )
-                self._push(frame)
+                self._frames.put(frame)
         finally:
             sock.close()
-
-    def _push(self, frame: Frame) -> None:
-        self._health.count("frames")
-        while True:
-            try:
-                self._frames.put_nowait(frame)
-                return
-            except queue.Full:
-                try:
-                    self._frames.get_nowait()
-                    self._health.count("frames_dropped")
-                except queue.Empty:
-                    continue
 
     def _recv_exactly(self, sock: socket.socket, n: int) -> bytes:
         chunks = bytearray()
