@@ -7,17 +7,16 @@ import time
 from typing import Literal
 
 import structlog
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field
 
-from drivers import base
-from drivers.base import Backoff, DriverHealth, DriverState, GnssFix, HealthTracker, SecretStore
+from drivers.base import DriverState, GnssFix, SecretStore
 from drivers.codec_nmea import FixAssembler, NmeaDecoder
-from drivers.serial_link import CounterSync, PortIO, SerialLink, check_baudrate
+from drivers.serial_link import CounterSync, PortIO, SerialDriver, SerialPortSettings
 
 _log = structlog.get_logger(__name__)
 
 
-class Settings(base.StrictSettings):
+class Settings(SerialPortSettings):
     """A GNSS receiver sending NMEA GGA and RMC sentences over a serial port."""
 
     type: Literal["nmea"] = Field(description="driver type: NMEA 0183 over a serial port")
@@ -32,29 +31,20 @@ class Settings(base.StrictSettings):
     max_fix_age_s: float = Field(
         5.0, ge=1.0, le=3600.0, description="a fix older than this is no longer reported"
     )
-    reconnect_initial_s: float = Field(
-        0.5, ge=0.01, le=60.0, description="first delay before reopening a lost port"
-    )
-    reconnect_max_s: float = Field(
-        30.0, ge=0.05, le=600.0, description="longest delay between reopen attempts"
-    )
-
-    _check_baud = field_validator("baudrate")(check_baudrate)
-
-    @model_validator(mode="after")
-    def _backoff_order(self) -> Settings:
-        if self.reconnect_max_s < self.reconnect_initial_s:
-            raise ValueError("reconnect_max_s must be ≥ reconnect_initial_s")
-        return self
 
 
-class Driver(base.Driver):
+class Driver(SerialDriver):
     """Reads NMEA from a background thread; ``latest_fix`` answers from memory."""
 
     def __init__(self, settings: Settings, secrets: SecretStore | None = None) -> None:
+        super().__init__(
+            "gnss",
+            settings,
+            on_data=self._on_data,
+            on_connect=self._on_connect,
+            on_idle=self._on_idle,
+        )
         self.settings = settings
-        self.label = f"gnss (gnss.port={settings.port})"
-        self._health = HealthTracker("gnss")
         self._lock = threading.Lock()
         self._decoder = NmeaDecoder()
         self._assembler = FixAssembler()
@@ -71,25 +61,6 @@ class Driver(base.Driver):
         self._fix_received_at = 0.0
         self._last_sentence_at = time.monotonic()
         self._silent = False
-        self._link = SerialLink(
-            label=self.label,
-            url=settings.port,
-            baudrate=settings.baudrate,
-            health=self._health,
-            on_data=self._on_data,
-            on_connect=self._on_connect,
-            on_idle=self._on_idle,
-            backoff=Backoff(settings.reconnect_initial_s, settings.reconnect_max_s),
-        )
-
-    def open(self) -> None:
-        self._link.start()
-
-    def close(self) -> None:
-        self._link.stop()
-
-    def health(self) -> DriverHealth:
-        return self._health.snapshot()
 
     def latest_fix(self) -> GnssFix | None:
         with self._lock:
@@ -98,9 +69,6 @@ class Driver(base.Driver):
             if time.monotonic() - self._fix_received_at > self.settings.max_fix_age_s:
                 return None
             return self._fix
-
-    def wait_connected(self, timeout_s: float) -> bool:
-        return self._link.wait_connected(timeout_s)
 
     # ----------------------------------------------------------------- worker hooks
 

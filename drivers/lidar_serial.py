@@ -10,35 +10,24 @@ lidar reports moves the driver to failed until a status says it is gone.
 from __future__ import annotations
 
 import math
-import queue
 import threading
 import time
 from typing import Literal
 
 import structlog
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from drivers import base
 from drivers import codec_lidar as cl
-from drivers.base import (
-    Backoff,
-    DriverError,
-    DriverHealth,
-    DriverState,
-    HealthTracker,
-    LidarProfile,
-    SecretStore,
-)
-from drivers.serial_link import CounterSync, PortIO, SerialLink, check_baudrate
+from drivers.base import DriverError, DriverState, LidarProfile, NewestWinsQueue, SecretStore
+from drivers.serial_link import CounterSync, PortIO, SerialDriver, SerialPortSettings
 
 _log = structlog.get_logger(__name__)
 
 
-class Settings(base.StrictSettings):
+class Settings(SerialPortSettings):
     """A smoke lidar on a serial line."""
 
     type: Literal["serial"] = Field(description="driver type: towerwatch lidar protocol v1")
-    port: str = Field(min_length=1, description="serial device or pyserial URL")
     baudrate: int = Field(115200, description="line speed in baud")
     status_interval_s: float = Field(
         1.0, ge=0.05, le=60.0, description="heartbeat: how often the lidar's status is asked"
@@ -55,31 +44,26 @@ class Settings(base.StrictSettings):
     max_payload_bytes: int = Field(
         cl.MAX_PAYLOAD, ge=64, le=cl.MAX_PAYLOAD, description="largest frame payload accepted"
     )
-    reconnect_initial_s: float = Field(
-        0.5, ge=0.01, le=60.0, description="first delay before reopening a lost port"
-    )
-    reconnect_max_s: float = Field(
-        30.0, ge=0.05, le=600.0, description="longest delay between reopen attempts"
-    )
-
-    _check_baud = field_validator("baudrate")(check_baudrate)
 
     @model_validator(mode="after")
     def _order(self) -> Settings:
         if self.silence_timeout_s <= self.status_interval_s:
             raise ValueError("silence_timeout_s must be longer than status_interval_s")
-        if self.reconnect_max_s < self.reconnect_initial_s:
-            raise ValueError("reconnect_max_s must be ≥ reconnect_initial_s")
         return self
 
 
-class Driver(base.Driver):
+class Driver(SerialDriver):
     """A smoke lidar. ``request_scan`` raises DeviceUnavailable while the port is down."""
 
     def __init__(self, settings: Settings, secrets: SecretStore | None = None) -> None:
+        super().__init__(
+            "lidar",
+            settings,
+            on_data=self._on_data,
+            on_connect=self._on_connect,
+            on_idle=self._on_idle,
+        )
         self.settings = settings
-        self.label = f"lidar (lidar.port={settings.port})"
-        self._health = HealthTracker("lidar")
         self._decoder = cl.LidarDecoder(settings.max_payload_bytes)
         self._counters = CounterSync(
             self._health,
@@ -90,7 +74,9 @@ class Driver(base.Driver):
                 "garbage_bytes": "garbage_bytes",
             },
         )
-        self._profiles: queue.Queue[LidarProfile] = queue.Queue(settings.profile_queue_size)
+        self._profiles: NewestWinsQueue[LidarProfile] = NewestWinsQueue(
+            settings.profile_queue_size, self._health, "profiles", "dropped_profiles"
+        )
         self._lock = threading.Lock()
         self._seq = 0
         self._pending: dict[int, float] = {}  # seq → monotonic time requested
@@ -99,28 +85,6 @@ class Driver(base.Driver):
         self._silent = False
         self._fault_code = 0
         self.last_status: cl.Status | None = None
-        self._link = SerialLink(
-            label=self.label,
-            url=settings.port,
-            baudrate=settings.baudrate,
-            health=self._health,
-            on_data=self._on_data,
-            on_connect=self._on_connect,
-            on_idle=self._on_idle,
-            backoff=Backoff(settings.reconnect_initial_s, settings.reconnect_max_s),
-        )
-
-    def open(self) -> None:
-        self._link.start()
-
-    def close(self) -> None:
-        self._link.stop()
-
-    def health(self) -> DriverHealth:
-        return self._health.snapshot()
-
-    def wait_connected(self, timeout_s: float) -> bool:
-        return self._link.wait_connected(timeout_s)
 
     def request_scan(self, azimuth_deg: float, elevation_deg: float, shots: int) -> None:
         if not math.isfinite(azimuth_deg) or not -90.0 <= elevation_deg <= 90.0:
@@ -139,10 +103,7 @@ class Driver(base.Driver):
             self._pending[seq] = time.monotonic()
 
     def read_profile(self, timeout_s: float) -> LidarProfile | None:
-        try:
-            return self._profiles.get(timeout=max(timeout_s, 0.0))
-        except queue.Empty:
-            return None
+        return self._profiles.get(timeout_s)
 
     # ----------------------------------------------------------------- worker hooks
 
@@ -177,7 +138,7 @@ class Driver(base.Driver):
                 requested = self._pending.pop(message.seq, None)
             if requested is None:
                 self._health.count("unsolicited_profiles")
-            self._push(
+            self._profiles.put(
                 LidarProfile(
                     t=message.t,
                     azimuth_deg=message.azimuth_deg,
@@ -220,19 +181,6 @@ class Driver(base.Driver):
             self._fault_code = 0
             self._health.set_state(DriverState.OK)
             _log.info("lidar_fault_cleared", device=self.label)
-
-    def _push(self, profile: LidarProfile) -> None:
-        while True:
-            try:
-                self._profiles.put_nowait(profile)
-                self._health.count("profiles")
-                return
-            except queue.Full:
-                try:
-                    self._profiles.get_nowait()
-                    self._health.count("dropped_profiles")
-                except queue.Empty:
-                    continue
 
     def _on_idle(self, io: PortIO) -> None:
         now = time.monotonic()

@@ -21,19 +21,10 @@ from typing import Literal
 import structlog
 from pydantic import Field, field_validator, model_validator
 
-from drivers import base
 from drivers import codec_pelco_d as pd
-from drivers.base import (
-    Backoff,
-    DeviceUnavailable,
-    DriverError,
-    DriverHealth,
-    HealthTracker,
-    PtzStatus,
-    SecretStore,
-)
+from drivers.base import DeviceUnavailable, DriverError, PtzStatus, SecretStore
 from drivers.ptz_calibration import PtzCalibration
-from drivers.serial_link import CounterSync, PortIO, SerialLink, check_baudrate
+from drivers.serial_link import CounterSync, PortIO, SerialDriver, SerialPortSettings
 
 _log = structlog.get_logger(__name__)
 
@@ -49,7 +40,7 @@ _MOTION_WINDOW_S = 1.0
 _SECOND_READING_GAP_S = 0.05
 
 
-class Settings(base.StrictSettings):
+class Settings(SerialPortSettings):
     """A Pelco-D head on an RS-485 line."""
 
     type: Literal["pelco_d"] = Field(description="driver type: Pelco-D over RS-485")
@@ -88,14 +79,6 @@ class Settings(base.StrictSettings):
         default_factory=lambda: PtzCalibration.model_validate({}),
         description="head angles ↔ true azimuth/elevation",
     )
-    reconnect_initial_s: float = Field(
-        0.5, ge=0.01, le=60.0, description="first delay before reopening a lost port"
-    )
-    reconnect_max_s: float = Field(
-        30.0, ge=0.05, le=600.0, description="longest delay between reopen attempts"
-    )
-
-    _check_baud = field_validator("baudrate")(check_baudrate)
 
     @field_validator("presets")
     @classmethod
@@ -109,8 +92,6 @@ class Settings(base.StrictSettings):
     def _ranges(self) -> Settings:
         if self.hfov_tele_deg >= self.hfov_wide_deg:
             raise ValueError("hfov_tele_deg must be smaller than hfov_wide_deg")
-        if self.reconnect_max_s < self.reconnect_initial_s:
-            raise ValueError("reconnect_max_s must be ≥ reconnect_initial_s")
         return self
 
 
@@ -126,14 +107,19 @@ def _pan_delta(a: float, b: float) -> float:
     return (b - a + 180.0) % 360.0 - 180.0
 
 
-class Driver(base.Driver):
+class Driver(SerialDriver):
     """A Pelco-D head. Methods raise DeviceUnavailable when the head is absent or silent
     (the link reconnects by itself) and DriverError for a request it cannot express."""
 
     def __init__(self, settings: Settings, secrets: SecretStore | None = None) -> None:
+        super().__init__(
+            "ptz",
+            settings,
+            on_data=self._on_stray,
+            on_connect=self._on_connect,
+            on_idle=self._on_idle,
+        )
         self.settings = settings
-        self.label = f"ptz (ptz.port={settings.port})"
-        self._health = HealthTracker("ptz")
         self._decoder = pd.PelcoDDecoder()
         self._counters = CounterSync(
             self._health, {"crc_errors": "crc_errors", "garbage_bytes": "garbage_bytes"}
@@ -143,21 +129,8 @@ class Driver(base.Driver):
         self._last: _Reading | None = None
         self._target: tuple[float, float, float] | None = None  # raw pan, raw tilt, when
         self._continuous_until: float | None = None
-        self._link = SerialLink(
-            label=self.label,
-            url=settings.port,
-            baudrate=settings.baudrate,
-            health=self._health,
-            on_data=self._on_stray,
-            on_connect=self._on_connect,
-            on_idle=self._on_idle,
-            backoff=Backoff(settings.reconnect_initial_s, settings.reconnect_max_s),
-        )
 
     # ----------------------------------------------------------------- lifecycle
-
-    def open(self) -> None:
-        self._link.start()
 
     def close(self) -> None:
         if self._link.connected and self._continuous_until is not None:
@@ -165,13 +138,7 @@ class Driver(base.Driver):
                 self.stop()
             except DeviceUnavailable as exc:
                 _log.warning("ptz_stop_on_close_failed", device=self.label, error=str(exc))
-        self._link.stop()
-
-    def health(self) -> DriverHealth:
-        return self._health.snapshot()
-
-    def wait_connected(self, timeout_s: float) -> bool:
-        return self._link.wait_connected(timeout_s)
+        super().close()
 
     # ----------------------------------------------------------------- motion
 

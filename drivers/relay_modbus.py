@@ -14,30 +14,21 @@ import time
 from typing import Literal
 
 import structlog
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field
 
-from drivers import base
 from drivers import codec_modbus as mb
-from drivers.base import (
-    Backoff,
-    DeviceUnavailable,
-    DriverHealth,
-    DriverState,
-    HealthTracker,
-    SecretStore,
-)
+from drivers.base import DeviceUnavailable, DriverState, SecretStore
 from drivers.relay_rules import OutputRules, RelayTimingSettings
-from drivers.serial_link import CounterSync, PortIO, SerialLink, check_baudrate
+from drivers.serial_link import CounterSync, PortIO, SerialDriver, SerialPortSettings
 
 _log = structlog.get_logger(__name__)
 
 
-class Settings(RelayTimingSettings):
+class Settings(SerialPortSettings, RelayTimingSettings):
     """One coil of a Modbus RTU relay board."""
 
     type: Literal["modbus_rtu"] = Field(description="driver type: Modbus RTU relay board")
     port: str = Field(min_length=1, description="serial device or pyserial URL (RS-485 adapter)")
-    baudrate: int = Field(9600, description="line speed in baud")
     unit: int = Field(1, ge=1, le=247, description="the board's Modbus unit address")
     coil: int = Field(0, ge=0, le=0xFFFF, description="coil number of the relay (0-based)")
     reply_timeout_s: float = Field(
@@ -49,29 +40,20 @@ class Settings(RelayTimingSettings):
     verify_interval_s: float = Field(
         5.0, ge=0.05, le=3600.0, description="how often the coil is read back"
     )
-    reconnect_initial_s: float = Field(
-        0.5, ge=0.01, le=60.0, description="first delay before reopening a lost port"
-    )
-    reconnect_max_s: float = Field(
-        30.0, ge=0.05, le=600.0, description="longest delay between reopen attempts"
-    )
-
-    _check_baud = field_validator("baudrate")(check_baudrate)
-
-    @model_validator(mode="after")
-    def _backoff_order(self) -> Settings:
-        if self.reconnect_max_s < self.reconnect_initial_s:
-            raise ValueError("reconnect_max_s must be ≥ reconnect_initial_s")
-        return self
 
 
-class Driver(base.Driver):
+class Driver(SerialDriver):
     """A relay coil. ``set_output`` never blocks on the board and never raises for it."""
 
     def __init__(self, settings: Settings, secrets: SecretStore | None = None) -> None:
+        super().__init__(
+            "relay",
+            settings,
+            on_data=self._on_stray,
+            on_connect=self._on_connect,
+            on_idle=self._on_idle,
+        )
         self.settings = settings
-        self.label = f"relay (relay.port={settings.port})"
-        self._health = HealthTracker("relay")
         self._lock = threading.Lock()
         self._rules = OutputRules(settings.max_on_s, settings.min_on_s)
         self._confirmed: bool | None = None
@@ -82,30 +64,11 @@ class Driver(base.Driver):
         self._counters = CounterSync(
             self._health, {"crc_errors": "crc_errors", "garbage_bytes": "garbage_bytes"}
         )
-        self._link = SerialLink(
-            label=self.label,
-            url=settings.port,
-            baudrate=settings.baudrate,
-            health=self._health,
-            on_data=self._on_stray,
-            on_connect=self._on_connect,
-            on_idle=self._on_idle,
-            backoff=Backoff(settings.reconnect_initial_s, settings.reconnect_max_s),
-        )
-
-    def open(self) -> None:
-        self._link.start()
 
     def close(self) -> None:
-        self._link.stop()
+        super().close()
         with self._lock:
             self._confirmed = None
-
-    def health(self) -> DriverHealth:
-        return self._health.snapshot()
-
-    def wait_connected(self, timeout_s: float) -> bool:
-        return self._link.wait_connected(timeout_s)
 
     def set_output(self, on: bool) -> None:
         with self._lock:

@@ -1,7 +1,8 @@
 """One serial port owned by one worker thread: open with backoff, read, run requests, reconnect.
 
-The serial drivers (Pelco-D, lidar, GNSS, Modbus relay) share this plumbing so each of
-them only speaks its protocol. The worker thread is the only code that touches the port:
+The serial drivers (Pelco-D, lidar, GNSS, Modbus relay) share this plumbing, their port
+settings and their lifecycle (SerialPortSettings, SerialDriver) so each of them only
+speaks its protocol. The worker thread is the only code that touches the port:
 callers hand it work with ``call`` (wait for a result) or ``send`` (fire and forget),
 which also gives RS-485 its half-duplex discipline for free. Every port is opened with
 ``serial.serial_for_url`` so a device path, a pty, ``socket://``, ``loop://`` or
@@ -15,12 +16,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Self, TypeVar
 
 import serial
 import structlog
+from pydantic import Field, field_validator, model_validator
 
-from drivers.base import Backoff, DeviceUnavailable, DriverState, HealthTracker
+from drivers.base import (
+    Backoff,
+    DeviceUnavailable,
+    Driver,
+    DriverHealth,
+    DriverState,
+    HealthTracker,
+    StrictSettings,
+)
 
 _log = structlog.get_logger(__name__)
 
@@ -276,3 +286,70 @@ def check_baudrate(value: int) -> int:
             f"{value} is not a baud rate; expected one of {', '.join(map(str, BAUD_RATES))}"
         )
     return value
+
+
+class SerialPortSettings(StrictSettings):
+    """The port and reconnect options every serial device's config section carries.
+
+    A device whose port or line speed wants a different description or default
+    redeclares that field; the validators still apply to it.
+    """
+
+    port: str = Field(min_length=1, description="serial device or pyserial URL")
+    baudrate: int = Field(9600, description="line speed in baud")
+    reconnect_initial_s: float = Field(
+        0.5, ge=0.01, le=60.0, description="first delay before reopening a lost port"
+    )
+    reconnect_max_s: float = Field(
+        30.0, ge=0.05, le=600.0, description="longest delay between reopen attempts"
+    )
+
+    _check_baud = field_validator("baudrate")(check_baudrate)
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> Self:
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError("reconnect_max_s must be ≥ reconnect_initial_s")
+        return self
+
+
+class SerialDriver(Driver):
+    """A driver whose device sits on one SerialLink: lifecycle and health come from here.
+
+    ``section`` is the config section (``gnss``, ``lidar``, ...): it names the device in
+    messages and health. The hooks are those of SerialLink; they run only after ``open``.
+    """
+
+    def __init__(
+        self,
+        section: str,
+        settings: SerialPortSettings,
+        *,
+        on_data: Callable[[bytes], None],
+        on_connect: Callable[[PortIO], None],
+        on_idle: Callable[[PortIO], None],
+    ) -> None:
+        self.label = f"{section} ({section}.port={settings.port})"
+        self._health = HealthTracker(section)
+        self._link = SerialLink(
+            label=self.label,
+            url=settings.port,
+            baudrate=settings.baudrate,
+            health=self._health,
+            on_data=on_data,
+            on_connect=on_connect,
+            on_idle=on_idle,
+            backoff=Backoff(settings.reconnect_initial_s, settings.reconnect_max_s),
+        )
+
+    def open(self) -> None:
+        self._link.start()
+
+    def close(self) -> None:
+        self._link.stop()
+
+    def health(self) -> DriverHealth:
+        return self._health.snapshot()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        return self._link.wait_connected(timeout_s)
