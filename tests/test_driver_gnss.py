@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -12,32 +12,16 @@ from drivers.base import DriverState, Gnss, GnssFix
 from drivers.gnss_nmea import Driver, Settings
 from simulators.clock import SimClock
 from simulators.gnss import GnssSimulator
+from tests.serial_helpers import serial_settings, wait_until
 
 LAT, LON, ALT_M = 46.5432, -8.1234, 312.4
 # Ten simulated seconds per wall second: ten NMEA epochs per second keep tests short.
 SPEED = 10.0
 
 
-def wait_until(predicate: Callable[[], object], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout_s} s")
-
-
 def settings_for(port: str, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "type": "nmea",
-        "port": port,
-        "silence_timeout_s": 1.0,
-        "max_fix_age_s": 1.0,
-        "reconnect_initial_s": 0.05,
-        "reconnect_max_s": 0.2,
-    }
-    values.update(overrides)
-    return Settings.model_validate(values)
+    values = {"type": "nmea", "silence_timeout_s": 1.0, "max_fix_age_s": 1.0}
+    return serial_settings(Settings, port, values, overrides)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -14,31 +14,19 @@ from drivers.base import DeviceUnavailable, DriverError, DriverState, LidarProfi
 from drivers.lidar_serial import Driver, Settings
 from simulators.clock import SimClock
 from simulators.lidar import HardTarget, LidarAtmosphere, LidarSimulator, SmokePlume
+from tests.serial_helpers import serial_settings, wait_until
 
 PRF_HZ = 20000.0  # fast shots keep each scan to milliseconds of wall time
 
 
-def wait_until(predicate: Callable[[], object], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout_s} s")
-
-
 def settings_for(port: str, **overrides: object) -> Settings:
-    values: dict[str, object] = {
+    values = {
         "type": "serial",
-        "port": port,
         "status_interval_s": 0.1,
         "silence_timeout_s": 0.5,
         "scan_timeout_s": 0.5,
-        "reconnect_initial_s": 0.05,
-        "reconnect_max_s": 0.2,
     }
-    values.update(overrides)
-    return Settings.model_validate(values)
+    return serial_settings(Settings, port, values, overrides)
 
 
 def make_sim(**kwargs: object) -> LidarSimulator:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -13,19 +13,11 @@ from drivers.ptz_pelco_d import Driver, Settings
 from simulators.clock import SimClock
 from simulators.head import SimulatedHead
 from simulators.pelco_d_head import PelcoDHeadSimulator
+from tests.serial_helpers import serial_settings, wait_until
 
 # The head slews four times faster than real time so moves finish quickly.
 SPEED = 4.0
 CALIBRATION = {"pan_offset_deg": 30.0, "pan_sign": 1, "tilt_offset_deg": 0.5, "tilt_sign": 1}
-
-
-def wait_until(predicate: Callable[[], object], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout_s} s")
 
 
 def make_head() -> SimulatedHead:
@@ -33,19 +25,15 @@ def make_head() -> SimulatedHead:
 
 
 def settings_for(port: str, **overrides: object) -> Settings:
-    values: dict[str, object] = {
+    values = {
         "type": "pelco_d",
-        "port": port,
         "address": 1,
         "reply_timeout_s": 0.1,
         "hfov_wide_deg": 25.0,
         "hfov_tele_deg": 3.0,
         "calibration": CALIBRATION,
-        "reconnect_initial_s": 0.05,
-        "reconnect_max_s": 0.2,
     }
-    values.update(overrides)
-    return Settings.model_validate(values)
+    return serial_settings(Settings, port, values, overrides)
 
 
 @pytest.fixture

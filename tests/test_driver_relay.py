@@ -15,6 +15,7 @@ from drivers import relay_gpio, relay_modbus
 from drivers.base import DriverState, RelayOutput
 from drivers.relay_rules import OutputRules
 from simulators.relay_board import RelayBoardSimulator
+from tests.serial_helpers import serial_settings
 
 
 def wait_until(predicate: Callable[[], object], timeout_s: float = 3.0) -> None:
@@ -27,19 +28,15 @@ def wait_until(predicate: Callable[[], object], timeout_s: float = 3.0) -> None:
 
 
 def modbus_settings(port: str, **overrides: object) -> relay_modbus.Settings:
-    values: dict[str, object] = {
+    values = {
         "type": "modbus_rtu",
-        "port": port,
         "unit": 1,
         "coil": 3,
         "reply_timeout_s": 0.1,
         "retry_interval_s": 0.05,
         "verify_interval_s": 0.2,
-        "reconnect_initial_s": 0.05,
-        "reconnect_max_s": 0.2,
     }
-    values.update(overrides)
-    return relay_modbus.Settings.model_validate(values)
+    return serial_settings(relay_modbus.Settings, port, values, overrides)
 
 
 @pytest.fixture

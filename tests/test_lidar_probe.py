@@ -12,6 +12,7 @@ from drivers.lidar_serial import Driver, Settings
 from edge.lidar_probe import LidarProbe, ProbeResult
 from simulators.clock import SimClock
 from simulators.lidar import HardTarget, LidarAtmosphere, LidarSimulator, SmokePlume
+from tests.serial_helpers import serial_settings
 
 PRF_HZ = 50000.0  # fast shots: each scan takes milliseconds of wall time
 BEARING = 120.0
@@ -26,16 +27,8 @@ def run_until_done(probe: LidarProbe, timeout_s: float = 5.0) -> ProbeResult:
 
 
 def open_lidar(sim: LidarSimulator) -> Driver:
-    settings = Settings.model_validate(
-        {
-            "type": "serial",
-            "port": sim.port_path,
-            "status_interval_s": 0.1,
-            "silence_timeout_s": 0.5,
-            "reconnect_initial_s": 0.05,
-            "reconnect_max_s": 0.2,
-        }
-    )
+    values = {"type": "serial", "status_interval_s": 0.1, "silence_timeout_s": 0.5}
+    settings = serial_settings(Settings, sim.port_path, values, {})
     driver = Driver(settings)
     driver.open()
     assert driver.wait_connected(2.0)
