@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from drivers.ptz_calibration import PtzCalibration
 from edge.geodesy import DEFAULT_REFRACTION_K, EARTH_RADIUS_M, geodesic_inverse
 from edge.geolocation import Pose, TowerSite, bearing_elevation_to
 
@@ -30,36 +31,10 @@ def _wrap180(angle_deg: float) -> float:
     return (angle_deg + 180.0) % 360.0 - 180.0
 
 
-@dataclass(frozen=True)
-class HeadCalibration:
-    """Raw head angles → true pose: ψ = ψr + ψ0; θ = θr + θ0 + a·cos ψ + b·sin ψ.
-
-    a and b are the small tilts of the pan axis (northward and eastward
-    components), valid for |θ| < 10° as tower heads look; roll is the camera's
-    rotation about its optical axis.
-    """
-
-    pan_offset_deg: float = 0.0
-    tilt_offset_deg: float = 0.0
-    level_a_deg: float = 0.0
-    level_b_deg: float = 0.0
-    roll_deg: float = 0.0
-
-    def _levelling_deg(self, pan_deg: float) -> float:
-        psi = math.radians(pan_deg)
-        return self.level_a_deg * math.cos(psi) + self.level_b_deg * math.sin(psi)
-
-    def true_pose(self, pan_raw_deg: float, tilt_raw_deg: float) -> Pose:
-        """Calibrated pose (true azimuth, elevation, roll) of a raw head reading."""
-        pan = (pan_raw_deg + self.pan_offset_deg) % 360.0
-        tilt = tilt_raw_deg + self.tilt_offset_deg + self._levelling_deg(pan)
-        return Pose(pan_deg=pan, tilt_deg=tilt, roll_deg=self.roll_deg)
-
-    def raw_pose(self, pan_deg: float, tilt_deg: float) -> tuple[float, float]:
-        """(pan_raw_deg in [0, 360), tilt_raw_deg) to command so the head looks at a true direction."""
-        pan_raw = (pan_deg - self.pan_offset_deg) % 360.0
-        tilt_raw = tilt_deg - self.tilt_offset_deg - self._levelling_deg(pan_deg % 360.0)
-        return pan_raw, tilt_raw
+def true_pose(calibration: PtzCalibration, pan_raw_deg: float, tilt_raw_deg: float) -> Pose:
+    """Calibrated pose (true azimuth, elevation, the camera's roll) of a raw head reading."""
+    pan, tilt = calibration.to_true(pan_raw_deg, tilt_raw_deg)
+    return Pose(pan_deg=pan, tilt_deg=tilt, roll_deg=calibration.roll_deg)
 
 
 @dataclass(frozen=True)
@@ -90,7 +65,7 @@ class CalibrationResult:
     warnings name landmarks or geometry that weaken the fit.
     """
 
-    calibration: HeadCalibration
+    calibration: PtzCalibration
     residual_rms_deg: float
     pan_residuals_deg: tuple[float, ...]
     tilt_residuals_deg: tuple[float, ...]
@@ -115,7 +90,8 @@ def solve_landmark_calibration(
     roll_deg: float = 0.0,
     accept_rms_deg: float = ACCEPT_RESIDUAL_RMS_DEG,
 ) -> CalibrationResult:
-    """Solve ψ0, θ0, a, b by linear least squares from ≥ 3 landmark sightings.
+    """Solve ψ0, θ0, a, b by linear least squares from ≥ 3 landmark sightings of a head
+    whose raw angles grow clockwise and upward (pan_sign = tilt_sign = +1).
 
     Each landmark's true azimuth and apparent elevation come from the tower's
     position with curvature and refraction k. The pan equations ψ_true − ψr = ψ0
@@ -189,7 +165,7 @@ def solve_landmark_calibration(
             math.sqrt(float(tilt_cov[1, 1])),
             math.sqrt(float(tilt_cov[2, 2])),
         )
-    calibration = HeadCalibration(
+    calibration = PtzCalibration(
         pan_offset_deg=_wrap180(pan_offset),
         tilt_offset_deg=float(tilt_offset),
         level_a_deg=float(level_a),
@@ -212,25 +188,25 @@ def solve_north_offset(
     sighting: Sighting,
     *,
     k: float = DEFAULT_REFRACTION_K,
-    base: HeadCalibration | None = None,
-) -> HeadCalibration:
-    """Pan (north) and tilt offsets from one landmark, keeping base's levelling and roll.
+    base: PtzCalibration | None = None,
+) -> PtzCalibration:
+    """Pan (north) and tilt offsets from one landmark, keeping base's senses, levelling
+    and roll.
 
     The quick field fix after a head was remounted: one surveyed landmark sets
     ψ0 exactly and θ0 given the existing levelling terms.
     """
-    base = base if base is not None else HeadCalibration()
+    base = base if base is not None else PtzCalibration()
     lm = sighting.landmark
     pan, tilt = bearing_elevation_to(tower, lm.lat, lm.lon, lm.height_m, k)
-    pan_offset = _wrap180(pan - sighting.pan_raw_deg)
-    psi = math.radians(pan)
-    levelling = base.level_a_deg * math.cos(psi) + base.level_b_deg * math.sin(psi)
-    return HeadCalibration(
-        pan_offset_deg=pan_offset,
-        tilt_offset_deg=tilt - sighting.tilt_raw_deg - levelling,
-        level_a_deg=base.level_a_deg,
-        level_b_deg=base.level_b_deg,
-        roll_deg=base.roll_deg,
+    return PtzCalibration.model_validate(
+        base.model_dump()
+        | {
+            "pan_offset_deg": _wrap180(pan - base.pan_sign * sighting.pan_raw_deg),
+            "tilt_offset_deg": tilt
+            - base.tilt_sign * sighting.tilt_raw_deg
+            - base.levelling_deg(pan),
+        }
     )
 
 

@@ -134,7 +134,7 @@ class Pose:
 
     Positive roll turns the image x axis toward the image y axis (clockwise as
     seen from behind the camera). Raw head readings become a Pose through
-    edge.calibration.HeadCalibration.true_pose.
+    edge.calibration.true_pose.
     """
 
     pan_deg: float

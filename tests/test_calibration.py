@@ -7,20 +7,21 @@ import math
 import numpy as np
 import pytest
 
+from drivers.ptz_calibration import PtzCalibration
 from edge.calibration import (
-    HeadCalibration,
     Landmark,
     Sighting,
     check_horizon,
     horizon_dip_deg,
     solve_landmark_calibration,
     solve_north_offset,
+    true_pose,
 )
 from edge.geodesy import destination
 from edge.geolocation import TowerSite, bearing_elevation_to
 
 TOWER = TowerSite(47.0, 19.0, 160.0)
-INJECTED = HeadCalibration(
+INJECTED = PtzCalibration(
     pan_offset_deg=1.234, tilt_offset_deg=-0.3, level_a_deg=0.05, level_b_deg=-0.03
 )
 
@@ -41,7 +42,7 @@ FOUR_LANDMARKS = (
 
 def sightings_for(
     landmarks: tuple[Landmark, ...],
-    head: HeadCalibration,
+    head: PtzCalibration,
     noise_deg: float,
     rng: np.random.Generator,
 ) -> list[Sighting]:
@@ -49,7 +50,7 @@ def sightings_for(
     out = []
     for lm in landmarks:
         pan, tilt = bearing_elevation_to(TOWER, lm.lat, lm.lon, lm.height_m)
-        pan_raw, tilt_raw = head.raw_pose(pan, tilt)
+        pan_raw, tilt_raw = head.to_device(pan, tilt)
         out.append(
             Sighting(
                 lm,
@@ -60,23 +61,23 @@ def sightings_for(
     return out
 
 
-def parameters(c: HeadCalibration) -> np.ndarray:
+def parameters(c: PtzCalibration) -> np.ndarray:
     return np.array([c.pan_offset_deg, c.tilt_offset_deg, c.level_a_deg, c.level_b_deg])
 
 
 def test_raw_and_true_pose_are_inverse() -> None:
     for pan, tilt in [(0.0, -1.0), (123.0, 2.0), (359.9, -8.0)]:
-        pan_raw, tilt_raw = INJECTED.raw_pose(pan, tilt)
-        pose = INJECTED.true_pose(pan_raw, tilt_raw)
+        pan_raw, tilt_raw = INJECTED.to_device(pan, tilt)
+        pose = true_pose(INJECTED, pan_raw, tilt_raw)
         assert (pose.pan_deg - pan + 180.0) % 360.0 - 180.0 == pytest.approx(0.0, abs=1e-12)
         assert pose.tilt_deg == pytest.approx(tilt, abs=1e-12)
 
 
 def test_levelling_tilts_the_horizon_sinusoidally_with_pan() -> None:
-    level = HeadCalibration(level_a_deg=0.05, level_b_deg=-0.03)
-    assert level.true_pose(0.0, 0.0).tilt_deg == pytest.approx(0.05)
-    assert level.true_pose(90.0, 0.0).tilt_deg == pytest.approx(-0.03)
-    assert level.true_pose(180.0, 0.0).tilt_deg == pytest.approx(-0.05)
+    level = PtzCalibration(level_a_deg=0.05, level_b_deg=-0.03)
+    assert true_pose(level, 0.0, 0.0).tilt_deg == pytest.approx(0.05)
+    assert true_pose(level, 90.0, 0.0).tilt_deg == pytest.approx(-0.03)
+    assert true_pose(level, 180.0, 0.0).tilt_deg == pytest.approx(-0.05)
 
 
 def test_scenario_20_four_landmarks_recover_the_injected_calibration() -> None:
@@ -128,7 +129,7 @@ def test_bad_sighting_fails_the_acceptance_limit() -> None:
 
 
 def test_pan_offsets_across_north_are_averaged_without_a_wrap_error() -> None:
-    head = HeadCalibration(pan_offset_deg=-179.5)
+    head = PtzCalibration(pan_offset_deg=-179.5)
     sightings = sightings_for(FOUR_LANDMARKS, head, 0.0, np.random.default_rng(0))
     result = solve_landmark_calibration(TOWER, sightings)
     assert result.calibration.pan_offset_deg == pytest.approx(-179.5, abs=1e-9)
@@ -164,8 +165,14 @@ def test_landmarks_on_one_bearing_cannot_separate_levelling() -> None:
 
 
 def test_north_offset_from_one_landmark_keeps_the_levelling() -> None:
-    base = HeadCalibration(level_a_deg=0.05, level_b_deg=-0.03, roll_deg=0.2)
-    head = HeadCalibration(1.234, -0.3, 0.05, -0.03, 0.2)
+    base = PtzCalibration(level_a_deg=0.05, level_b_deg=-0.03, roll_deg=0.2)
+    head = PtzCalibration(
+        pan_offset_deg=1.234,
+        tilt_offset_deg=-0.3,
+        level_a_deg=0.05,
+        level_b_deg=-0.03,
+        roll_deg=0.2,
+    )
     (sighting,) = sightings_for(FOUR_LANDMARKS[1:2], head, 0.0, np.random.default_rng(0))
     solved = solve_north_offset(TOWER, sighting, base=base)
     assert solved.pan_offset_deg == pytest.approx(1.234, abs=1e-9)
