@@ -37,13 +37,7 @@ class Driver(SerialDriver):
     """Reads NMEA from a background thread; ``latest_fix`` answers from memory."""
 
     def __init__(self, settings: Settings, secrets: SecretStore | None = None) -> None:
-        super().__init__(
-            "gnss",
-            settings,
-            on_data=self._on_data,
-            on_connect=self._on_connect,
-            on_idle=self._on_idle,
-        )
+        super().__init__("gnss", settings)
         self.settings = settings
         self._lock = threading.Lock()
         self._decoder = NmeaDecoder()

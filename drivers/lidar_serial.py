@@ -56,13 +56,7 @@ class Driver(SerialDriver):
     """A smoke lidar. ``request_scan`` raises DeviceUnavailable while the port is down."""
 
     def __init__(self, settings: Settings, secrets: SecretStore | None = None) -> None:
-        super().__init__(
-            "lidar",
-            settings,
-            on_data=self._on_data,
-            on_connect=self._on_connect,
-            on_idle=self._on_idle,
-        )
+        super().__init__("lidar", settings)
         self.settings = settings
         self._decoder = cl.LidarDecoder(settings.max_payload_bytes)
         self._counters = CounterSync(

@@ -112,13 +112,7 @@ class Driver(SerialDriver):
     (the link reconnects by itself) and DriverError for a request it cannot express."""
 
     def __init__(self, settings: Settings, secrets: SecretStore | None = None) -> None:
-        super().__init__(
-            "ptz",
-            settings,
-            on_data=self._on_stray,
-            on_connect=self._on_connect,
-            on_idle=self._on_idle,
-        )
+        super().__init__("ptz", settings)
         self.settings = settings
         self._decoder = pd.PelcoDDecoder()
         self._counters = CounterSync(
@@ -337,7 +331,7 @@ class Driver(SerialDriver):
 
     # ----------------------------------------------------------------- worker hooks
 
-    def _on_stray(self, data: bytes) -> None:
+    def _on_data(self, data: bytes) -> None:
         # Bytes outside a query: late replies or line noise. Counted, never acted on.
         stale = self._decoder.feed(data)
         self._counters.sync(self._decoder)

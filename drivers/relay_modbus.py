@@ -46,13 +46,7 @@ class Driver(SerialDriver):
     """A relay coil. ``set_output`` never blocks on the board and never raises for it."""
 
     def __init__(self, settings: Settings, secrets: SecretStore | None = None) -> None:
-        super().__init__(
-            "relay",
-            settings,
-            on_data=self._on_stray,
-            on_connect=self._on_connect,
-            on_idle=self._on_idle,
-        )
+        super().__init__("relay", settings)
         self.settings = settings
         self._lock = threading.Lock()
         self._rules = OutputRules(settings.max_on_s, settings.min_on_s)
@@ -135,7 +129,8 @@ class Driver(SerialDriver):
 
     # ----------------------------------------------------------------- worker hooks
 
-    def _on_stray(self, data: bytes) -> None:
+    def _on_data(self, data: bytes) -> None:
+        # Bytes outside an exchange: late or foreign answers, line noise. Only counted.
         self._decoder.feed(data)
         self._counters.sync(self._decoder)
 

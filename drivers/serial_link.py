@@ -11,6 +11,7 @@ which also gives RS-485 its half-duplex discipline for free. Every port is opene
 
 from __future__ import annotations
 
+import abc
 import queue
 import threading
 import time
@@ -317,18 +318,11 @@ class SerialDriver(Driver):
     """A driver whose device sits on one SerialLink: lifecycle and health come from here.
 
     ``section`` is the config section (``gnss``, ``lidar``, ...): it names the device in
-    messages and health. The hooks are those of SerialLink; they run only after ``open``.
+    messages and health. A subclass speaks its protocol in the link's hooks, which run on
+    the worker thread once ``open`` has started it.
     """
 
-    def __init__(
-        self,
-        section: str,
-        settings: SerialPortSettings,
-        *,
-        on_data: Callable[[bytes], None],
-        on_connect: Callable[[PortIO], None],
-        on_idle: Callable[[PortIO], None],
-    ) -> None:
+    def __init__(self, section: str, settings: SerialPortSettings) -> None:
         self.label = f"{section} ({section}.port={settings.port})"
         self._health = HealthTracker(section)
         self._link = SerialLink(
@@ -336,11 +330,23 @@ class SerialDriver(Driver):
             url=settings.port,
             baudrate=settings.baudrate,
             health=self._health,
-            on_data=on_data,
-            on_connect=on_connect,
-            on_idle=on_idle,
+            on_data=self._on_data,
+            on_connect=self._on_connect,
+            on_idle=self._on_idle,
             backoff=Backoff(settings.reconnect_initial_s, settings.reconnect_max_s),
         )
+
+    @abc.abstractmethod
+    def _on_data(self, data: bytes) -> None:
+        """Bytes read while no call was running."""
+
+    @abc.abstractmethod
+    def _on_connect(self, io: PortIO) -> None:
+        """The port was (re)opened."""
+
+    @abc.abstractmethod
+    def _on_idle(self, io: PortIO) -> None:
+        """Between reads: time for heartbeats, deadlines and silence checks."""
 
     def open(self) -> None:
         self._link.start()
