@@ -147,6 +147,19 @@ class KnownSource(StrictSettings):
     radius_m: float = Field(30.0, gt=0.0, le=5000.0, description="extent to exclude around it")
 
 
+class MapPoint(StrictSettings):
+    lat: float = Field(ge=-90.0, le=90.0)
+    lon: float = Field(ge=-180.0, le=180.0)
+
+
+class MappedRoad(StrictSettings):
+    """A road or track from the GIS: hotspots on it need more evidence (vehicles park)."""
+
+    name: str = Field(min_length=1, max_length=100)
+    points: tuple[MapPoint, ...] = Field(min_length=2, description="the centre line, in order")
+    width_m: float = Field(10.0, gt=0.0, le=200.0, description="carriageway plus verges")
+
+
 class DetectionSettings(StrictSettings):
     """Thermal hotspot thresholds (algorithms.md §2); day and night pairs."""
 
@@ -296,6 +309,7 @@ class TowerConfig(StrictSettings):
     weather: WeatherSettings = WeatherSettings()
     coverage: CoverageSettings = CoverageSettings()
     known_sources: tuple[KnownSource, ...] = ()
+    roads: tuple[MappedRoad, ...] = ()
     detection: DetectionSettings = DetectionSettings()
     patrol: PatrolSettings = PatrolSettings()
     confirmation: ConfirmationSettings = ConfirmationSettings()

@@ -205,3 +205,22 @@ class ConfirmationScan:
             delta_t_k=statistics.median(s.narrow.delta_t_k for s in self.sightings),
         )
         return zoom_test(wide, narrow, ifov_wide, ifov_narrow)
+
+
+def warm_up_detection(cfg: TowerConfig) -> None:
+    """Run the thermal stage and the confirmation once on a synthetic frame (throwaway
+    state), so every numba kernel is loaded from its cache or compiled before service."""
+    from edge.detection import ThermalStage
+
+    cam = cfg.camera
+    image = np.full((cam.height_px, cam.width_px), 290.0, dtype=np.float32)
+    image[cam.height_px // 2, cam.width_px // 2] = 400.0
+    t = 1.0e9
+    frame = Frame(image, t, 0, True, 0.0, 0.0, cam.hfov_deg)
+    pose = (0.0, 0.0, cam.hfov_deg)
+    ThermalStage(cfg).process(frame, pose, t)
+    candidate = Candidate(t, 0.0, 0.0, cam.hfov_deg, cam.width_px / 2, cam.height_px / 2,
+                          0.0, 400.0, 110.0, 0.0, True)  # fmt: skip
+    scan = ConfirmationScan(cfg, candidate)
+    scan.add_frame(frame, pose, t)
+    scan.verdict()

@@ -27,7 +27,7 @@ from edge import __version__, sdnotify
 from edge.alarms import AlarmBook, AlarmEvent, FireObservation
 from edge.clock import CameraClock, Clock, SystemClock
 from edge.config import TowerConfig
-from edge.confirm import ConfirmationScan, Verdict
+from edge.confirm import ConfirmationScan, Verdict, warm_up_detection
 from edge.coverage import coverage_range_m, mission_ranges
 from edge.detection import Candidate, ThermalStage
 from edge.devices import Devices, build_devices
@@ -183,6 +183,9 @@ class TowerDaemon:
         self.devices.open_all()
         self.ptz = PtzWorker(self.devices.ptz)
         self.ptz.start()
+        # numba loads (or, on a first start, compiles) its kernels now, not on the first
+        # frame, so the main loop never stalls past the systemd watchdog
+        warm_up_detection(cfg)
         self.uplink.start()
         self.uplink.subscribe_commands(self._on_command)
         # An alarm saved just before a crash may never have reached the outbox: queue the
@@ -472,7 +475,8 @@ class TowerDaemon:
             self.counters["confirmed"] += 1
             lidar = look.probe.result() if look.probe is not None else None
             geo = self._geolocate(verdict.bearing_deg, verdict.elevation_deg, lidar)
-            observation = self._observation(verdict, geo, now, lidar)
+            # the fire was first seen when the patrol raised the candidate
+            observation = self._observation(verdict, geo, look.candidate.t, lidar)
             events = self._alarm_events([self.alarms.observe_confirmed(observation, now)])
             for event in events:
                 self._publish_alarm(event, verdict, now)

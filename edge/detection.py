@@ -16,13 +16,19 @@ import numpy as np
 import structlog
 
 from detectors import radiometry
-from detectors.pipeline import AngularSource, Decision, DetectionParams, FramePipeline
+from detectors.pipeline import (
+    AngularSource,
+    Decision,
+    DetectionParams,
+    FramePipeline,
+    pan_tilt_to_pixel,
+)
 from detectors.solar import sun_position
 from detectors.zoom_test import BlobMeasurement, measure
 from drivers.base import Frame
 from edge.calibration import horizon_dip_deg
-from edge.config import DetectionSettings, KnownSource, TowerConfig
-from edge.geodesy import distance_bearing
+from edge.config import DetectionSettings, KnownSource, MappedRoad, TowerConfig
+from edge.geodesy import destination, distance_bearing
 from edge.geolocation import TowerSite, bearing_elevation_to
 
 log = structlog.get_logger(__name__)
@@ -32,6 +38,11 @@ log = structlog.get_logger(__name__)
 SKY_MARGIN_DEG = 0.15
 # A known source is excluded within its radius plus this pointing tolerance (PTZ drift).
 SOURCE_DRIFT_TOLERANCE_DEG = 0.3
+# Roads are drawn from the ground to a vehicle's roof, widened by the pan/tilt accuracy
+# (the reference's "buffered by the bearing σ"); centre-line points every so many metres.
+VEHICLE_ROOF_M = 4.5
+ROAD_POINT_SPACING_M = 25.0
+ROAD_BUFFER_DEG = 0.1
 
 
 @dataclass(frozen=True)
@@ -102,6 +113,76 @@ def angular_sources(
     return out
 
 
+@dataclass(frozen=True)
+class RoadPoint:
+    """One centre-line point of a mapped road as seen from the tower."""
+
+    bearing_deg: float
+    ground_elevation_deg: float  # apparent elevation of the road surface
+    roof_elevation_deg: float  # ... and of a vehicle roof on it
+    half_width_deg: float
+
+
+def road_points(
+    site: TowerSite, ground_m: float, roads: tuple[MappedRoad, ...]
+) -> list[list[RoadPoint]]:
+    """Each road's centre line, every ROAD_POINT_SPACING_M, in angles from the tower."""
+    out = []
+    for road in roads:
+        line: list[RoadPoint] = []
+        for a, b in zip(road.points, road.points[1:], strict=False):
+            length_m, heading = distance_bearing(a.lat, a.lon, b.lat, b.lon)
+            steps = max(1, math.ceil(length_m / ROAD_POINT_SPACING_M))
+            for k in range(steps + 1):
+                lat, lon = destination(a.lat, a.lon, heading, length_m * k / steps)
+                distance_m, _ = distance_bearing(site.lat, site.lon, lat, lon)
+                if distance_m < 1.0:
+                    continue
+                bearing, ground_el = bearing_elevation_to(site, lat, lon, ground_m)
+                _, roof_el = bearing_elevation_to(site, lat, lon, ground_m + VEHICLE_ROOF_M)
+                half = math.degrees(math.atan2(road.width_m / 2.0, distance_m))
+                line.append(RoadPoint(bearing, ground_el, roof_el, half + ROAD_BUFFER_DEG))
+        out.append(line)
+    return out
+
+
+def road_mask(
+    lines: list[list[RoadPoint]], pan_deg: float, tilt_deg: float, hfov_deg: float,
+    width_px: int, height_px: int,
+) -> np.ndarray | None:  # fmt: skip
+    """(H, W) bool, True where a mapped road (up to a vehicle roof) lies in this view."""
+    import cv2  # lazy: only towers with mapped roads pay for it here
+
+    px_per_deg = width_px / hfov_deg
+    margin_deg = hfov_deg  # points just outside the view still paint its edge
+    mask = np.zeros((height_px, width_px), dtype=np.uint8)
+    for line in lines:
+        previous: tuple[int, int, int, int] | None = None
+        for point in line:
+            if (
+                abs((point.bearing_deg - pan_deg + 180.0) % 360.0 - 180.0)
+                > hfov_deg / 2 + margin_deg
+            ):
+                previous = None
+                continue
+            x0, y0 = pan_tilt_to_pixel(point.bearing_deg, point.ground_elevation_deg, pan_deg,
+                                       tilt_deg, hfov_deg, width_px, height_px)  # fmt: skip
+            x1, y1 = pan_tilt_to_pixel(point.bearing_deg, point.roof_elevation_deg, pan_deg,
+                                       tilt_deg, hfov_deg, width_px, height_px)  # fmt: skip
+            if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+                previous = None
+                continue
+            thickness = max(1, round(2.0 * point.half_width_deg * px_per_deg))
+            buffer_px = max(1, round(ROAD_BUFFER_DEG * px_per_deg))
+            current = (round(x0), round(y0 + buffer_px), round(x1), round(y1 - buffer_px))
+            cv2.line(mask, current[:2], current[2:], 1, thickness)
+            if previous is not None:
+                cv2.line(mask, previous[:2], current[:2], 1, thickness)
+                cv2.line(mask, previous[2:], current[2:], 1, thickness)
+            previous = current
+    return mask.astype(bool) if mask.any() else None
+
+
 def band_radiance_of(values: np.ndarray) -> np.ndarray:
     return radiometry.band_radiance(np.clip(values, 0.0, radiometry.TABLE_MAX_K))
 
@@ -111,6 +192,9 @@ class ThermalStage:
         self.cfg = cfg
         site = TowerSite(cfg.tower.lat, cfg.tower.lon, cfg.tower.camera_altitude_m)
         self.known_sources = angular_sources(site, cfg.tower.ground_elevation_m, cfg.known_sources)
+        self.roads = road_points(site, cfg.tower.ground_elevation_m, cfg.roads)
+        self._road_mask_pose: tuple[float, float, float] | None = None
+        self._road_mask: np.ndarray | None = None
         self.pipeline = FramePipeline(
             detection_params(cfg.detection),
             cfg.camera.width_px,
@@ -129,6 +213,16 @@ class ThermalStage:
             w.air_temp_c, w.relative_humidity_pct, w.visibility_km, w.pressure_hpa
         )
         return float(atmosphere.transmittance(range_m, 1000.0, w.air_temp_c + 273.15))
+
+    def _road_mask_for(self, pose: tuple[float, float, float]) -> np.ndarray | None:
+        if not self.roads:
+            return None
+        key = (round(pose[0], 3), round(pose[1], 3), round(pose[2], 3))
+        if key != self._road_mask_pose:
+            cam = self.cfg.camera
+            self._road_mask = road_mask(self.roads, *key, cam.width_px, cam.height_px)
+            self._road_mask_pose = key
+        return self._road_mask
 
     def is_day(self, t: float) -> bool:
         _, sun_el = sun_position(t, self.cfg.tower.lat, self.cfg.tower.lon)
@@ -150,6 +244,7 @@ class ThermalStage:
             sun_el_deg=sun_el,
             is_day=sun_el > self.cfg.detection.sun_elevation_day_deg,
             known_sources=self.known_sources,
+            road_mask=self._road_mask_for(pose),
         )
         candidates = []
         for decision in decisions:

@@ -152,18 +152,33 @@ def test_the_simulated_tower_alarms_within_a_minute(
     assert retained or hub.messages(STATUS_TOPIC), "the status is published retained"
 
 
-def _known_sources_setting(scenario_path: Path) -> str:
-    """The scenario's known heat sources as the daemon's commissioning map (lat/lon)."""
+def _commissioning_map(scenario_path: Path) -> list[str]:
+    """The scenario's known heat sources and roads as the daemon's map (lat/lon)."""
     scenario = load_scenario(scenario_path)
-    items = []
+    tower = scenario.tower
+
+    def latlon(place) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+        if place.lat is not None:
+            return place.lat, place.lon
+        return destination(tower.lat, tower.lon, place.bearing_deg, place.range_m)
+
+    settings = []
+    sources = []
     for source in scenario.known_sources:
-        lat, lon = destination(scenario.tower.lat, scenario.tower.lon,
-                               source.at.bearing_deg, source.at.range_m)  # fmt: skip
-        items.append(
+        lat, lon = latlon(source.at)
+        sources.append(
             f"{{name: {source.name}, kind: {source.kind}, lat: {lat:.7f}, lon: {lon:.7f}, "
             f"height_m: {source.height_m}, radius_m: {max(source.radius_m, 20.0)}}}"
         )
-    return "known_sources=[" + ", ".join(items) + "]"
+    if sources:
+        settings.append("known_sources=[" + ", ".join(sources) + "]")
+    roads = []
+    for n, road in enumerate(scenario.world.roads):
+        points = ", ".join("{lat: %.7f, lon: %.7f}" % latlon(p) for p in road.points)
+        roads.append(f"{{name: road-{n}, width_m: {road.width_m}, points: [{points}]}}")
+    if roads:
+        settings.append("roads=[" + ", ".join(roads) + "]")
+    return settings
 
 
 @pytest.mark.parametrize("name", ["traffic-noon", "sun-noon", "flare-stack"])
@@ -181,8 +196,7 @@ def test_nuisances_raise_no_alarm(name: str, mqtt_broker: MosquittoBroker, tmp_p
         "patrol.azimuth_span_deg=20",
         f"patrol.tilt_deg={tilt}",
     ]
-    if scenario.known_sources:
-        extra.append(_known_sources_setting(path))
+    extra += _commissioning_map(path)
     run = SimTowerRun(tmp_path, path, mqtt_broker.port, extra=extra)
     with MqttCollector(mqtt_broker.host, mqtt_broker.port) as hub:
         try:
