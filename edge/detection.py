@@ -42,7 +42,7 @@ SOURCE_DRIFT_TOLERANCE_DEG = 0.3
 # (the reference's "buffered by the bearing σ"); centre-line points every so many metres.
 VEHICLE_ROOF_M = 4.5
 ROAD_POINT_SPACING_M = 25.0
-ROAD_BUFFER_DEG = 0.1
+ROAD_BUFFER_DEG = 0.05  # the calibrated pointing accuracy (1σ, algorithms.md §7)
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def road_points(
                 bearing, ground_el = bearing_elevation_to(site, lat, lon, ground_m)
                 _, roof_el = bearing_elevation_to(site, lat, lon, ground_m + VEHICLE_ROOF_M)
                 half = math.degrees(math.atan2(road.width_m / 2.0, distance_m))
-                line.append(RoadPoint(bearing, ground_el, roof_el, half + ROAD_BUFFER_DEG))
+                line.append(RoadPoint(bearing, ground_el, roof_el, half))
         out.append(line)
     return out
 
@@ -172,9 +172,10 @@ def road_mask(
             if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
                 previous = None
                 continue
-            thickness = max(1, round(2.0 * point.half_width_deg * px_per_deg))
-            buffer_px = max(1, round(ROAD_BUFFER_DEG * px_per_deg))
-            current = (round(x0), round(y0 + buffer_px), round(x1), round(y1 - buffer_px))
+            # a round brush: the road's width plus the pointing buffer on every side
+            brush_deg = 2.0 * (point.half_width_deg + ROAD_BUFFER_DEG)
+            thickness = max(1, round(brush_deg * px_per_deg))
+            current = (round(x0), round(y0), round(x1), round(y1))
             cv2.line(mask, current[:2], current[2:], 1, thickness)
             if previous is not None:
                 cv2.line(mask, previous[:2], current[:2], 1, thickness)
