@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
 from detectors.solar import glint_angle_deg
 from detectors.tracking import Track
@@ -116,6 +117,20 @@ class PoseMemoryBank:
         return mem
 
 
+@njit(cache=True)
+def _accumulate_finite(total: np.ndarray, count: np.ndarray, frame: np.ndarray) -> None:
+    """total += frame, count += 1 where the pixel is finite: one pass, no temporaries
+    (it runs on every frame of every patrol stop)."""
+    flat_total = total.ravel()
+    flat_count = count.ravel()
+    flat_frame = frame.ravel()
+    for k in range(flat_frame.size):
+        value = flat_frame[k]
+        if np.isfinite(value):
+            flat_total[k] += value
+            flat_count[k] += 1
+
+
 class VisitAccumulator:
     """Running per-pixel mean of the frames of the current visit (NaN-aware)."""
 
@@ -125,12 +140,10 @@ class VisitAccumulator:
         self.last_t = math.nan
 
     def add(self, kelvin: np.ndarray, t: float) -> None:
-        finite = np.isfinite(kelvin)
         if self._sum is None or self._count is None or self._sum.shape != kelvin.shape:
             self._sum = np.zeros(kelvin.shape, dtype=np.float64)
             self._count = np.zeros(kelvin.shape, dtype=np.int32)
-        self._sum += np.where(finite, kelvin, 0.0)
-        self._count += finite
+        _accumulate_finite(self._sum, self._count, np.ascontiguousarray(kelvin))
         self.last_t = t
 
     def take_mean(self) -> np.ndarray | None:

@@ -16,6 +16,7 @@ from detectors.pipeline import (
     pan_tilt_to_pixel,
     pixel_to_pan_tilt,
 )
+from detectors.suppression import VisitAccumulator
 
 H, W = 96, 128
 HFOV = 6.0
@@ -183,3 +184,22 @@ def test_pixel_and_direction_conversions_invert_each_other() -> None:
     for x, y in [(0.0, 0.0), (63.5, 47.5), (127.0, 95.0), (10.3, 80.9)]:
         az, el = pixel_to_pan_tilt(x, y, 359.0, -2.0, HFOV, W, H)
         assert pan_tilt_to_pixel(az, el, 359.0, -2.0, HFOV, W, H) == pytest.approx((x, y), abs=1e-9)
+
+
+def test_visit_mean_matches_numpy_and_ignores_nan_pixels() -> None:
+    rng = np.random.default_rng(7)
+    frames = [rng.normal(290.0, 2.0, (12, 16)).astype(np.float32) for _ in range(5)]
+    frames[2][3, 4] = np.nan
+    for frame in frames:
+        frame[0, 0] = np.nan
+    acc = VisitAccumulator()
+    for k, frame in enumerate(frames):
+        acc.add(frame, float(k))
+    mean = acc.take_mean()
+    assert mean is not None and acc.last_t == 4.0
+    with np.errstate(invalid="ignore"):
+        expected = np.nanmean(np.stack(frames).astype(np.float64), axis=0)
+    np.testing.assert_allclose(mean[1:, 1:], expected[1:, 1:], rtol=1e-6)
+    assert mean[3, 4] == pytest.approx(expected[3, 4], rel=1e-6)  # mean of the 4 finite
+    assert np.isnan(mean[0, 0])  # never finite
+    assert acc.take_mean() is None  # a new visit starts empty
