@@ -176,7 +176,7 @@ def decode_payload(header: FrameHeader, payload: bytes) -> np.ndarray:
     shape: tuple[int, ...] = (header.height, header.width)
     if header.pixel_format == FORMAT_CENTIKELVIN:
         counts = np.frombuffer(payload, dtype="<u2").reshape(shape)
-        return counts.astype(np.float32) * np.float32(0.01)
+        return np.multiply(counts, np.float32(0.01), dtype=np.float32)  # one pass, no temporary
     if header.pixel_format == FORMAT_BGR8:
         shape = (*shape, 3)
     return np.frombuffer(payload, dtype=np.uint8).reshape(shape).copy()

@@ -16,7 +16,20 @@ from simulators.scenario import load_scenario
 from simulators.world import SimWorld
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "benchmarks" / "scenarios"
-NAMES = ["mission-2m-10km", "mission-6m-20km", "haze-2m-10km", "night-6m-20km", "traffic-noon", "traffic-night", "truck-toward-tower", "sun-noon", "glint-low-sun", "flare-stack", "smoulder", "hidden-by-reed"]
+NAMES = [
+    "mission-2m-10km",
+    "mission-6m-20km",
+    "haze-2m-10km",
+    "night-6m-20km",
+    "traffic-noon",
+    "traffic-night",
+    "truck-toward-tower",
+    "sun-noon",
+    "glint-low-sun",
+    "flare-stack",
+    "smoulder",
+    "hidden-by-reed",
+]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -56,3 +69,31 @@ def test_record_command_refuses_a_bad_scenario_with_exit_2(tmp_path: Path) -> No
     )
     assert result.exit_code == 2
     assert "bad.yaml:3: fires.0.at" in result.output
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_scenario_records_a_recording_that_replay_reads(name: str, tmp_path: Path) -> None:
+    from edge.cli import cli
+
+    out = tmp_path / "rec"
+    runner = CliRunner()
+    recorded = runner.invoke(
+        cli,
+        [
+            "record",
+            "--scenario",
+            str(SCENARIOS / f"{name}.yaml"),
+            "--out",
+            str(out),
+            "--duration",
+            "0.3",
+            "--fps",
+            "6",
+        ],  # fmt: skip
+    )
+    assert recorded.exit_code == 0, recorded.output
+    replayed = runner.invoke(cli, ["replay", str(out)])
+    assert replayed.exit_code == 0, replayed.output
+    for line in replayed.output.splitlines():
+        decision = json.loads(line)
+        assert decision["event"] in ("candidate", "rejected")
