@@ -117,9 +117,13 @@ def make_blobs(
     order = sorted(range(n_blobs), key=lambda b: -excess[best[b]])[:max_blobs]
     l_fire = float(radiance(np.asarray([FIRE_REFERENCE_K]))[0])
     h, w = frame.shape
+    # members of every blob at once (a stable sort keeps row-major order inside a blob),
+    # instead of one full scan of the labels per blob
+    by_label = np.argsort(labels, kind="stable")
+    starts = np.searchsorted(labels[by_label], np.arange(n_blobs + 1))
     blobs = []
     for b in order:
-        members = np.nonzero(labels == b)[0]
+        members = by_label[starts[b] : starts[b + 1]]
         r = result.rows[members]
         c = result.cols[members]
         r0, r1 = max(int(r.min()) - 1, 0), min(int(r.max()) + 2, h)
@@ -147,7 +151,8 @@ def make_blobs(
             bg_k = float(np.median(outside)) if outside.size else float(np.nanmin(crop))
         std_k = float(result.bg_std_k[k_peak])
         values = np.where(usable, crop, bg_k)
-        delta_l = np.where(usable, radiance(values) - float(radiance(np.asarray([bg_k]))[0]), 0.0)
+        l_bg = float(radiance(np.asarray([bg_k]))[0])
+        delta_l = np.where(usable, radiance(values) - l_bg, 0.0)
         weights = np.clip(delta_l, 0.0, None)
         total = float(weights.sum())
         if total > 0.0:
@@ -156,7 +161,6 @@ def make_blobs(
             y = float((weights * yy).sum() / total)
         else:
             x, y = float(peak_x), float(peak_y)
-        l_bg = float(radiance(np.asarray([bg_k]))[0])
         a_eq = total * ifov_rad**2 / (l_fire - l_bg) if l_fire > l_bg else math.nan
         kinds = result.kinds[members]
         blobs.append(

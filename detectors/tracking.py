@@ -142,8 +142,8 @@ class Tracker:
         """Add one frame; returns (tracks updated or created this frame, tracks that ended)."""
         pairs: list[tuple[float, int, int]] = []
         for ti, track in enumerate(self.tracks):
-            px, py = track.predicted(t)
-            vx, vy = track.velocity_px_s()
+            vx, vy = track.velocity_px_s()  # one fit per track and frame
+            px, py = track.last.x + vx * (t - track.last.t), track.last.y + vy * (t - track.last.t)
             frame_dt = (t - track.last_seen_t) if track.hits else 0.0
             gate = self.gate_px + math.hypot(vx, vy) * max(frame_dt, 0.0) * 0.5
             for bi, blob in enumerate(blobs):
