@@ -54,6 +54,8 @@ class Sighting:
     bg_k: float
     a_eq_m2_per_range2: float
     narrow: BlobMeasurement
+    compact: bool  # the kernel's sub-pixel test (C2) or the absolute branch held
+    is_day: bool
 
 
 @dataclass(frozen=True)
@@ -102,9 +104,8 @@ class ConfirmationScan:
             dtype=np.float32,
         )
         _, sun_el = sun_position(frame.t, self.cfg.tower.lat, self.cfg.tower.lon)
-        params = detection_params(self.cfg.detection).hotspot(
-            sun_el > self.cfg.detection.sun_elevation_day_deg, cam.radiometric
-        )
+        is_day = sun_el > self.cfg.detection.sun_elevation_day_deg
+        params = detection_params(self.cfg.detection).hotspot(is_day, cam.radiometric)
         result = detect_hotspots(crop, params, _lut(params))
         ifov_rad = math.radians(hfov) / width
         blobs = make_blobs(crop, result, band_radiance_of, ifov_rad, None, params.saturation_k)
@@ -119,7 +120,17 @@ class ConfirmationScan:
         x, y = best.x + x0, best.y + y0
         narrow = measure(frame.image, x, y, best.bg_k, band_radiance_of)
         self.sightings.append(
-            Sighting(frame.t, x, y, best.peak_k, best.bg_k, best.a_eq_m2_per_range2, narrow)
+            Sighting(
+                frame.t,
+                x,
+                y,
+                best.peak_k,
+                best.bg_k,
+                best.a_eq_m2_per_range2,
+                narrow,
+                best.compact or best.absolute,
+                is_day,
+            )  # fmt: skip
         )
         self.last_frame = frame
         self.last_pose = pose
@@ -166,6 +177,8 @@ class ConfirmationScan:
         evidence["drift_px"] = round(drift, 2)
         if drift > MAX_DRIFT_PX:
             return result("dismissed", "vehicle")
+        if self._sunlit_surface():
+            return result("dismissed", "solar")
         zoom = self._zoom_verdict()
         if zoom is not None:
             evidence["zoom_a_eq_ratio"] = (
@@ -182,6 +195,19 @@ class ConfirmationScan:
         compact = zoom is not None and zoom.decisive and zoom.compact
         confidence = min(1.0, 0.5 + 0.3 * persistence + (0.2 if compact else 0.0))
         return result("confirmed", "fire", confidence)
+
+    def _sunlit_surface(self) -> bool:
+        """Zoomed in, most sightings are extended (not sub-pixel) and no hotter than a
+        sunlit surface gets by day: a road, roof or rock edge, not a flame (which, once
+        resolved, is far hotter). The zoom test alone cannot tell: a flame front and a
+        road are both line-like once resolved."""
+        day = [s for s in self.sightings if s.is_day]
+        if not day:
+            return False
+        extended = sum(1 for s in day if not s.compact)
+        hottest_k = max(s.peak_k for s in day)
+        limit_k = detection_params(self.cfg.detection).suppression.extended_solar_max_k
+        return extended > len(day) / 2 and hottest_k < limit_k
 
     def seen(self) -> bool:
         return bool(self.sightings)

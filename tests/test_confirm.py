@@ -17,6 +17,7 @@ from edge.detection import Candidate, band_radiance_of
 ROOT = Path(__file__).resolve().parent.parent
 BACKGROUND_K = 288.0
 T0 = 1_710_928_800.0  # 2024-03-20 10:00 UTC: day at the simulated tower
+NIGHT_OFFSET_S = 12 * 3600.0  # 22:00 UTC: night there
 WIDE_HFOV = 5.8620
 NARROW_HFOV = 2.9329
 PAN, TILT = 135.0, -0.3
@@ -88,18 +89,30 @@ def test_a_hotspot_drifting_across_the_zoomed_view_is_a_vehicle(cfg: TowerConfig
     assert (verdict.outcome, verdict.reason) == ("dismissed", "vehicle")
 
 
-def test_a_warm_surface_keeps_its_temperature_when_zoomed_and_is_dismissed(
+def _warm_patch(image: np.ndarray, size: int) -> None:
+    image[256 - size : 256 + size, 320 - size : 320 + size] += 14.0
+
+
+def test_by_day_an_extended_surface_no_hotter_than_sunlit_ground_is_solar(cfg: TowerConfig) -> None:
+    wide = _scene(3)
+    _warm_patch(wide, 1)
+    frames = _frames(20, lambda image, k: _warm_patch(image, 2))
+    verdict = _verdict(cfg, _candidate(wide, 319.5, 255.5), frames)
+    assert (verdict.outcome, verdict.reason) == ("dismissed", "solar"), verdict.evidence
+
+
+def test_by_night_a_warm_surface_keeps_its_temperature_when_zoomed_and_is_dismissed(
     cfg: TowerConfig,
 ) -> None:
-    def warm_patch(image: np.ndarray, size: int) -> None:
-        image[256 - size : 256 + size, 320 - size : 320 + size] += 14.0
-
     wide = _scene(3)
-    warm_patch(wide, 1)
-    frames = _frames(20, lambda image, k: warm_patch(image, 2))
+    _warm_patch(wide, 1)
+    frames = [
+        Frame(f.image, f.t + NIGHT_OFFSET_S, f.seq, True, PAN, TILT, NARROW_HFOV)
+        for f in _frames(20, lambda image, k: _warm_patch(image, 2))
+    ]
     verdict = _verdict(cfg, _candidate(wide, 319.5, 255.5), frames)
-    assert verdict.outcome == "dismissed", verdict.evidence
-    assert verdict.reason == "extended"
+    assert (verdict.outcome, verdict.reason) == ("dismissed", "extended"), verdict.evidence
+    assert verdict.evidence["zoom_a_eq_ratio"] < 0.5
 
 
 def test_nothing_there_any_more_is_dismissed_as_transient(cfg: TowerConfig) -> None:
