@@ -12,7 +12,13 @@ is exact and the OpenCV reference (:mod:`detectors.hotspot_reference`) reproduce
 kernel's candidates bit for bit. Speed comes from a prefilter that is a *necessary*
 condition: the background mean of a pixel is never below the minimum valid value of
 the 8×8 blocks that cover its largest window, so only pixels hotter than that minimum
-plus the smallest threshold are ever given full statistics.
+plus the smallest threshold are ever given statistics. Those come from summed-area
+tables of the quantised values (count, sum, sum of squares; integers, so exact) built
+over each run of surviving blocks with a margin of the largest window: any annulus is
+then a few table look-ups, however many pixels survive (a warm road across the view
+puts thousands next to cold ground). Runs near a first-pass hot pixel get a second
+table with the hot pixels left out. The kernel is serial: the daemon gives numba one
+thread, and a ``prange`` only adds its launch cost there.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 CODE_NONE = 0
 CODE_COMPACT = 1  # C1 and C2: contextual, sub-pixel-like
@@ -164,92 +170,124 @@ def _quant(t, scale, q_max):
 
 
 @njit(cache=True)
-def _row_segment(kelvin, mask, has_mask, hot, use_hot, ii, j0, j1, dead_k, sat_k, scale, q_max):
-    s = 0
-    ss = 0
-    n = 0
-    for jj in range(j0, j1):
-        m = mask[ii, jj] if has_mask else 1
-        t = kelvin[ii, jj]
-        if _state(t, m, dead_k, sat_k) != 1:
-            continue
-        if use_hot and hot[ii, jj] != 0:
-            continue
-        q = _quant(t, scale, q_max)
-        s += q
-        ss += q * q
-        n += 1
-    return s, ss, n
+def _fill_table(
+    table,
+    qrow,
+    nrow,
+    kelvin,
+    mask,
+    has_mask,
+    hot,
+    use_hot,
+    i0,
+    i1,
+    j0,
+    j1,
+    dead_k,
+    sat_k,
+    scale,
+    q_max,
+):
+    """Summed-area table of background pixels over rows i0..i1-1 and columns j0..j1-1.
+
+    table[a, b] holds (count, sum, sum of squares) of the quantised values of the valid
+    pixels (hot ones left out when ``use_hot``) in the a rows and b columns before
+    (i0 + a, j0 + b); row 0 and column 0 are zero. Integer sums, so every box is exact.
+    ``qrow`` and ``nrow`` are int32 scratch rows of at least j1 - j0 entries.
+    """
+    nc = j1 - j0
+    qm = np.float64(q_max)
+    table[0, : nc + 1, :] = 0
+    for a in range(i1 - i0):
+        ii = i0 + a
+        # One row's quantised values and validity, branch-free over row slices so that
+        # it vectorises. An unusable pixel is zeroed before quantising (NaN never
+        # reaches the integer conversion); the clipping matches _quant.
+        krow = kelvin[ii, j0:j1]
+        for b in range(nc):
+            t = np.float64(krow[b])
+            ok = (t >= dead_k) & (t < sat_k)
+            v = np.floor((t if ok else 0.0) * scale + 0.5)
+            v = v if v > 0.0 else 0.0
+            v = v if v < qm else qm
+            qrow[b] = np.int32(v)
+            nrow[b] = np.int32(ok)
+        if has_mask:
+            mrow = mask[ii, j0:j1]
+            for b in range(nc):
+                keep = mrow[b] != 0
+                qrow[b] = qrow[b] if keep else 0
+                nrow[b] = nrow[b] if keep else 0
+        if use_hot:
+            hrow = hot[ii, j0:j1]
+            for b in range(nc):
+                keep = hrow[b] == 0
+                qrow[b] = qrow[b] if keep else 0
+                nrow[b] = nrow[b] if keep else 0
+        table[a + 1, 0, 0] = 0
+        table[a + 1, 0, 1] = 0
+        table[a + 1, 0, 2] = 0
+        rn = 0
+        rs = np.int64(0)
+        rss = np.int64(0)
+        for b in range(nc):
+            q = np.int64(qrow[b])
+            rn += nrow[b]
+            rs += q
+            rss += q * q
+            table[a + 1, b + 1, 0] = table[a, b + 1, 0] + rn
+            table[a + 1, b + 1, 1] = table[a, b + 1, 1] + rs
+            table[a + 1, b + 1, 2] = table[a, b + 1, 2] + rss
 
 
 @njit(cache=True)
-def _background(
-    kelvin, mask, has_mask, hot, use_hot, i, j, radii, guard, need, dead_k, sat_k, scale, q_max
-):
-    """(ok, sum, sum of squares, count) over the first annulus with enough valid pixels."""
-    h, w = kelvin.shape
-    s = 0
-    ss = 0
+def _background(table, a, b, na, nb, radii, guard, need):
+    """(ok, sum, sum of squares, count) over the first annulus with enough valid pixels.
+
+    (a, b) is the pixel in table coordinates and na × nb the table's extent in pixels.
+    The table reaches radii[-1] beyond the pixel wherever the frame does, so clipping a
+    window to the table is clipping it to the frame.
+    """
+    ga0 = max(a - guard, 0)
+    ga1 = min(a + guard + 1, na)
+    gb0 = max(b - guard, 0)
+    gb1 = min(b + guard + 1, nb)
+    g_n = table[ga1, gb1, 0] - table[ga0, gb1, 0] - table[ga1, gb0, 0] + table[ga0, gb0, 0]
     n = 0
-    prev = guard
     for k in range(radii.size):
         r = radii[k]
-        for ii in range(max(i - r, 0), min(i + r + 1, h)):
-            if abs(ii - i) <= prev:
-                # rows through the inner square: only the two side strips are new
-                a = _row_segment(
-                    kelvin,
-                    mask,
-                    has_mask,
-                    hot,
-                    use_hot,
-                    ii,
-                    max(j - r, 0),
-                    max(j - prev, 0),
-                    dead_k,
-                    sat_k,
-                    scale,
-                    q_max,
-                )
-                b = _row_segment(
-                    kelvin,
-                    mask,
-                    has_mask,
-                    hot,
-                    use_hot,
-                    ii,
-                    min(j + prev + 1, w),
-                    min(j + r + 1, w),
-                    dead_k,
-                    sat_k,
-                    scale,
-                    q_max,
-                )
-                s += a[0] + b[0]
-                ss += a[1] + b[1]
-                n += a[2] + b[2]
-            else:
-                a = _row_segment(
-                    kelvin,
-                    mask,
-                    has_mask,
-                    hot,
-                    use_hot,
-                    ii,
-                    max(j - r, 0),
-                    min(j + r + 1, w),
-                    dead_k,
-                    sat_k,
-                    scale,
-                    q_max,
-                )
-                s += a[0]
-                ss += a[1]
-                n += a[2]
-        prev = r
+        a0 = max(a - r, 0)
+        a1 = min(a + r + 1, na)
+        b0 = max(b - r, 0)
+        b1 = min(b + r + 1, nb)
+        n = table[a1, b1, 0] - table[a0, b1, 0] - table[a1, b0, 0] + table[a0, b0, 0] - g_n
         if n >= need[k]:
+            s = (
+                table[a1, b1, 1]
+                - table[a0, b1, 1]
+                - table[a1, b0, 1]
+                + table[a0, b0, 1]
+                - (
+                    table[ga1, gb1, 1]
+                    - table[ga0, gb1, 1]
+                    - table[ga1, gb0, 1]
+                    + table[ga0, gb0, 1]
+                )
+            )
+            ss = (
+                table[a1, b1, 2]
+                - table[a0, b1, 2]
+                - table[a1, b0, 2]
+                + table[a0, b0, 2]
+                - (
+                    table[ga1, gb1, 2]
+                    - table[ga0, gb1, 2]
+                    - table[ga1, gb0, 2]
+                    + table[ga0, gb0, 2]
+                )
+            )
             return True, s, ss, n
-    return False, s, ss, n
+    return False, np.int64(0), np.int64(0), n
 
 
 @njit(cache=True)
@@ -283,7 +321,7 @@ def _lut_interp(lut, x):
     return lut[k] + f * (lut[k + 1] - lut[k])
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def contextual_kernel(
     kelvin,
     mask,
@@ -325,10 +363,13 @@ def contextual_kernel(
     sat32 = np.float32(sat_k)
     inf32 = np.float32(np.inf)
     ninf32 = np.float32(-np.inf)
-    for by in prange(nby):
-        lo = np.full(w, inf32, dtype=np.float32)
-        hi = np.full(w, ninf32, dtype=np.float32)
-        top = np.full(w, ninf32, dtype=np.float32)
+    lo = np.empty(w, dtype=np.float32)
+    hi = np.empty(w, dtype=np.float32)
+    top = np.empty(w, dtype=np.float32)
+    for by in range(nby):
+        lo[:] = inf32
+        hi[:] = ninf32
+        top[:] = ninf32
         for i in range(by * bs, min(by * bs + bs, h)):
             row = kelvin[i]
             if has_mask:
@@ -385,45 +426,76 @@ def contextual_kernel(
                 v = min(v, tmp[b, bx])
             nmin[by, bx] = v
 
-    # Pass B: count the prefilter's survivors per block row, then give each one
-    # first-pass statistics and mark the hot ones.
-    n_surv = np.zeros(nby, dtype=np.int64)
-    for by in prange(nby):
-        cnt = 0
-        for bx in range(nbx):
-            floor_q = nmin[by, bx] + d_pre
-            if bsat[by, bx] == 0 and bmax[by, bx] <= floor_q and bmax[by, bx] <= abs_q:
-                continue
-            for i in range(by * bs, min(by * bs + bs, h)):
-                for j in range(bx * bs, min(bx * bs + bs, w)):
-                    m = mask[i, j] if has_mask else 1
-                    t = kelvin[i, j]
-                    st = _state(t, m, dead_k, sat_k)
-                    if st == 0:
-                        continue
-                    q = q_max if st == 2 else _quant(t, scale, q_max)
-                    if st == 1 and q <= floor_q and q <= abs_q:
-                        continue
-                    cnt += 1
-        n_surv[by] = cnt
-    offset = np.zeros(nby + 1, dtype=np.int64)
+    # Blocks that may hold a pixel passing the prefilter, grouped per block row into runs;
+    # runs whose tables would overlap (gap ≤ 2·r_max) share one table.
+    floor_blk = nmin + d_pre
+    cand = np.zeros((nby, nbx), dtype=np.uint8)
+    run_by = np.empty(nby * nbx, dtype=np.int64)
+    run_x0 = np.empty(nby * nbx, dtype=np.int64)
+    run_x1 = np.empty(nby * nbx, dtype=np.int64)
+    n_runs = 0
+    n_cap = 0
     for by in range(nby):
-        offset[by + 1] = offset[by] + n_surv[by]
-    n_all = offset[nby]
-    surv_i = np.empty(n_all, dtype=np.int32)
-    surv_j = np.empty(n_all, dtype=np.int32)
-    surv_ok = np.empty(n_all, dtype=np.uint8)
-    surv_s = np.empty(n_all, dtype=np.int64)
-    surv_ss = np.empty(n_all, dtype=np.int64)
-    surv_n = np.empty(n_all, dtype=np.int64)
+        last = -1
+        for bx in range(nbx):
+            b_max = bmax[by, bx]
+            if bsat[by, bx] == 0 and b_max <= floor_blk[by, bx] and b_max <= abs_q:
+                continue
+            cand[by, bx] = 1
+            n_cap += bs * bs
+            if n_runs > 0 and run_by[n_runs - 1] == by and (bx - last - 1) * bs <= 2 * r_max:
+                run_x1[n_runs - 1] = bx + 1
+            else:
+                run_by[n_runs] = by
+                run_x0[n_runs] = bx
+                run_x1[n_runs] = bx + 1
+                n_runs += 1
+            last = bx
+
+    # Pass B: first-pass statistics of every survivor from its run's summed-area table
+    # (O(1) per pixel and window); the hot ones are marked.
+    surv_i = np.empty(n_cap, dtype=np.int32)
+    surv_j = np.empty(n_cap, dtype=np.int32)
+    surv_ok = np.empty(n_cap, dtype=np.uint8)
+    surv_s = np.empty(n_cap, dtype=np.int64)
+    surv_ss = np.empty(n_cap, dtype=np.int64)
+    surv_n = np.empty(n_cap, dtype=np.int64)
+    run_k = np.zeros(n_runs + 1, dtype=np.int64)
     hot = np.zeros((h, w), dtype=np.uint8)
     hot_blk = np.zeros((nby, nbx), dtype=np.uint8)
-    for by in prange(nby):
-        k = offset[by]
-        for bx in range(nbx):
-            floor_q = nmin[by, bx] + d_pre
-            if bsat[by, bx] == 0 and bmax[by, bx] <= floor_q and bmax[by, bx] <= abs_q:
+    table = np.empty((min(bs + 2 * r_max, h) + 1, w + 1, 3), dtype=np.int64)
+    qrow = np.empty(w, dtype=np.int32)
+    nrow = np.empty(w, dtype=np.int32)
+    k = 0
+    for rn in range(n_runs):
+        by = run_by[rn]
+        i0 = max(by * bs - r_max, 0)
+        i1 = min(by * bs + bs + r_max, h)
+        j0 = max(run_x0[rn] * bs - r_max, 0)
+        j1 = min(run_x1[rn] * bs + r_max, w)
+        _fill_table(
+            table,
+            qrow,
+            nrow,
+            kelvin,
+            mask,
+            has_mask,
+            hot,
+            False,
+            i0,
+            i1,
+            j0,
+            j1,
+            dead_k,
+            sat_k,
+            scale,
+            q_max,
+        )
+        run_k[rn] = k
+        for bx in range(run_x0[rn], run_x1[rn]):
+            if cand[by, bx] == 0:
                 continue
+            floor_q = floor_blk[by, bx]
             for i in range(by * bs, min(by * bs + bs, h)):
                 for j in range(bx * bs, min(bx * bs + bs, w)):
                     m = mask[i, j] if has_mask else 1
@@ -435,20 +507,7 @@ def contextual_kernel(
                     if st == 1 and q <= floor_q and q <= abs_q:
                         continue
                     ok, s, ss, n = _background(
-                        kelvin,
-                        mask,
-                        has_mask,
-                        hot,
-                        False,
-                        i,
-                        j,
-                        radii,
-                        guard,
-                        need,
-                        dead_k,
-                        sat_k,
-                        scale,
-                        q_max,
+                        table, i - i0, j - j0, i1 - i0, j1 - j0, radii, guard, need
                     )
                     surv_i[k] = i
                     surv_j[k] = j
@@ -462,6 +521,8 @@ def contextual_kernel(
                         if q - mean > bgfire_dq:
                             hot[i, j] = 1
                             hot_blk[by, bx] = 1
+    run_k[n_runs] = k
+    n_all = k
 
     # Blocks whose covering neighbourhood holds a hot pixel must redo their statistics.
     hot_near = np.zeros((nby, nbx), dtype=np.uint8)
@@ -473,64 +534,86 @@ def contextual_kernel(
                 for b in range(max(bx - reach, 0), min(bx + reach + 1, nbx)):
                     hot_near[a, b] = 1
 
-    # Pass C: second-pass statistics (hot pixels excluded) and the tests.
+    # Pass C: second-pass statistics (hot pixels excluded) for runs near a hot pixel.
+    for rn in range(n_runs):
+        by = run_by[rn]
+        near = False
+        for bx in range(run_x0[rn], run_x1[rn]):
+            if hot_near[by, bx] != 0:
+                near = True
+        if not near:
+            continue
+        i0 = max(by * bs - r_max, 0)
+        i1 = min(by * bs + bs + r_max, h)
+        j0 = max(run_x0[rn] * bs - r_max, 0)
+        j1 = min(run_x1[rn] * bs + r_max, w)
+        _fill_table(
+            table,
+            qrow,
+            nrow,
+            kelvin,
+            mask,
+            has_mask,
+            hot,
+            True,
+            i0,
+            i1,
+            j0,
+            j1,
+            dead_k,
+            sat_k,
+            scale,
+            q_max,
+        )
+        for k in range(run_k[rn], run_k[rn + 1]):
+            ok, s, ss, n = _background(
+                table, surv_i[k] - i0, surv_j[k] - j0, i1 - i0, j1 - j0, radii, guard, need
+            )
+            surv_ok[k] = 1 if ok else 0
+            surv_s[k] = s
+            surv_ss[k] = ss
+            surv_n[k] = n
+
+    # The tests.
     codes = np.zeros((h, w), dtype=np.uint8)
     out_mean = np.empty(n_all, dtype=np.float64)
     out_var = np.empty(n_all, dtype=np.float64)
-    for by in prange(nby):
-        for k in range(offset[by], offset[by + 1]):
-            i = surv_i[k]
-            j = surv_j[k]
-            ok = surv_ok[k] != 0
-            s = surv_s[k]
-            ss = surv_ss[k]
-            n = surv_n[k]
-            if hot_near[by, j // bs] != 0:
-                ok, s, ss, n = _background(
-                    kelvin,
-                    mask,
-                    has_mask,
-                    hot,
-                    True,
-                    i,
-                    j,
-                    radii,
-                    guard,
-                    need,
-                    dead_k,
-                    sat_k,
-                    scale,
-                    q_max,
+    for k in range(n_all):
+        i = surv_i[k]
+        j = surv_j[k]
+        ok = surv_ok[k] != 0
+        s = surv_s[k]
+        ss = surv_ss[k]
+        n = surv_n[k]
+        surv_n[k] = n if ok else 0
+        m = mask[i, j] if has_mask else 1
+        st = _state(kelvin[i, j], m, dead_k, sat_k)
+        q = q_max if st == 2 else _quant(kelvin[i, j], scale, q_max)
+        code = CODE_NONE
+        mean = np.nan
+        var = np.nan
+        if ok:
+            mean = s / n
+            var = ss / n - mean * mean
+            std = math.sqrt(var) if var > 0.0 else 0.0
+            excess = q - mean
+            if excess > max(k_sigma * std, dt_min_q):
+                s3, n3 = _box_radiance(
+                    kelvin, mask, has_mask, lut, i, j, 1, dead_k, sat_k, scale, q_max
                 )
-            surv_n[k] = n if ok else 0
-            m = mask[i, j] if has_mask else 1
-            st = _state(kelvin[i, j], m, dead_k, sat_k)
-            q = q_max if st == 2 else _quant(kelvin[i, j], scale, q_max)
-            code = CODE_NONE
-            mean = np.nan
-            var = np.nan
-            if ok:
-                mean = s / n
-                var = ss / n - mean * mean
-                std = math.sqrt(var) if var > 0.0 else 0.0
-                excess = q - mean
-                if excess > max(k_sigma * std, dt_min_q):
-                    s3, n3 = _box_radiance(
-                        kelvin, mask, has_mask, lut, i, j, 1, dead_k, sat_k, scale, q_max
-                    )
-                    s5, n5 = _box_radiance(
-                        kelvin, mask, has_mask, lut, i, j, 2, dead_k, sat_k, scale, q_max
-                    )
-                    l_bg = _lut_interp(lut, mean)
-                    if s3 - n3 * l_bg >= compact_ratio * (s5 - n5 * l_bg):
-                        code = CODE_COMPACT
-                    else:
-                        code = CODE_EXTENDED
-            if st == 2 or q > abs_q:
-                code = CODE_ABSOLUTE
-            codes[i, j] = code
-            out_mean[k] = mean
-            out_var[k] = var
+                s5, n5 = _box_radiance(
+                    kelvin, mask, has_mask, lut, i, j, 2, dead_k, sat_k, scale, q_max
+                )
+                l_bg = _lut_interp(lut, mean)
+                if s3 - n3 * l_bg >= compact_ratio * (s5 - n5 * l_bg):
+                    code = CODE_COMPACT
+                else:
+                    code = CODE_EXTENDED
+        if st == 2 or q > abs_q:
+            code = CODE_ABSOLUTE
+        codes[i, j] = code
+        out_mean[k] = mean
+        out_var[k] = var
 
     # Gather the candidates; survivors are in block order, so sort to row-major order.
     total = 0
@@ -571,6 +654,9 @@ def prepare_mask(valid_mask: np.ndarray | None, shape: tuple[int, ...]) -> tuple
         return np.ones((1, 1), dtype=np.uint8), False
     if valid_mask.shape != shape:
         raise ValueError(f"valid_mask shape {valid_mask.shape} does not match frame {shape}")
+    if valid_mask.dtype == np.bool_:
+        # a bool array is stored as 0/1 bytes: viewing it as uint8 saves a frame-sized copy
+        return np.ascontiguousarray(valid_mask).view(np.uint8), True
     return np.ascontiguousarray(valid_mask, dtype=np.uint8), True
 
 
