@@ -83,7 +83,7 @@ class ProfileMessage:
 
 @dataclass(frozen=True)
 class StatusRequest:
-    pass
+    """Ask the lidar for a status frame (the message has no payload)."""
 
 
 @dataclass(frozen=True)
