@@ -54,7 +54,14 @@ from edge.messages import (
     iso_z,
     parse_command,
 )
-from edge.patrol import PatrolPlan, Stop, approach_waypoints, signed_delta_deg, tile_sector
+from edge.patrol import (
+    PatrolPlan,
+    Stop,
+    approach_waypoints,
+    signed_delta_deg,
+    sun_in_view,
+    tile_sector,
+)
 from edge.ptz_worker import PtzWorker
 from edge.secrets import FileSecretStore
 from edge.snapshot import render_snapshot, save_snapshot
@@ -127,6 +134,7 @@ class TowerDaemon:
             "looks_abandoned": 0,
             "commands": 0,
             "skipped_for_sun": 0,
+            "looks_refused_sun": 0,
         }
         self.dismissed: list[Dismissed] = []
         self.devices: Devices | None = None
@@ -318,6 +326,13 @@ class TowerDaemon:
 
     def _start_look(self, look: Look, now: float) -> None:
         assert self.ptz is not None
+        if look.purpose != "patrol" and self._sun_in(look, now):
+            # the patrol plan already avoids the sun; any other look is checked here
+            self.counters["looks_refused_sun"] += 1
+            log.warning("look refused: the sun would be in view", purpose=look.purpose,
+                        pan_deg=round(look.pan_deg, 3), tilt_deg=round(look.tilt_deg, 3))  # fmt: skip
+            self.look = None
+            return
         status = self.ptz.reading().status
         current = status.pan_deg if status is not None else look.pan_deg
         look.waypoints = approach_waypoints(current, look.pan_deg)
@@ -327,6 +342,13 @@ class TowerDaemon:
         self.look = look
         log.debug("look", purpose=look.purpose, pan_deg=round(look.pan_deg, 3),
                   tilt_deg=round(look.tilt_deg, 3), hfov_deg=round(look.hfov_deg, 3))  # fmt: skip
+
+    def _sun_in(self, look: Look, now: float) -> bool:
+        cfg = self.cfg
+        sun_az, sun_el = sun_position(now, cfg.tower.lat, cfg.tower.lon)
+        vfov = look.hfov_deg * cfg.camera.height_px / cfg.camera.width_px
+        return sun_in_view(look.pan_deg, look.tilt_deg, look.hfov_deg, vfov, sun_az, sun_el,
+                           cfg.patrol.sun_avoidance_margin_deg)  # fmt: skip
 
     def _advance_motion(self, look: Look, now: float) -> bool:
         """True once the head has arrived at the look's pose (settling counts from then)."""
@@ -624,6 +646,7 @@ class TowerDaemon:
             except queue.Empty:
                 return
             self.counters["commands"] += 1
+            log.info("command", command=type(command).__name__, request_id=command.request_id)
             now = self.clock.now()
             self._execute(command, now)
 

@@ -134,6 +134,12 @@ def test_the_simulated_tower_alarms_within_a_minute(
                            hostname=mqtt_broker.host, port=mqtt_broker.port)  # fmt: skip
             test_reply = hub.wait_one(f"{command}/test-alarm/reply", 30).json()
             goto_reply = hub.wait_one(f"{command}/goto/reply", 30).json()
+            hub.wait_for(lambda m: m.topic == ALARM_TOPIC and m.json()["state"] == "confirmed", 60)
+            for verb, body in (("relay-reset", "{}"), ("recheck", '{"bearing_deg": 135.0}')):
+                publish.single(f"{command}/{verb}", body, qos=1,
+                               hostname=mqtt_broker.host, port=mqtt_broker.port)  # fmt: skip
+            replies = [hub.wait_one(f"{command}/{v}/reply", 30).json()
+                       for v in ("relay-reset", "recheck")]  # fmt: skip
             assert run.wait_daemon(timeout_s=180) == 0
         finally:
             run.stop()
@@ -143,6 +149,12 @@ def test_the_simulated_tower_alarms_within_a_minute(
     assert test_reply["ok"] is True and test_reply["request_id"] == "t-1"
     assert len(tests) == 1 and tests[0]["alarm_id"] != (alarms[0]["alarm_id"] if alarms else "")
     assert goto_reply["ok"] is False and "pan_deg" in goto_reply["error"]
+    assert all(reply["ok"] for reply in replies), replies
+    events = [e.get("event") for e in run.daemon_events()]
+    # the confirmed fire closed the relay, the hub's relay-reset opened it
+    assert events.index("relay closed") < events.index("relay opened")
+    executed = [e.get("command") for e in run.daemon_events() if e.get("event") == "command"]
+    assert {"TestAlarmCommand", "RelayResetCommand", "RecheckCommand"} <= set(executed)
     assert alarms, "no alarm within a minute of tower time"
     alarm = alarms[0]
     assert alarm["schema"] == "towerwatch.alarm/1" and alarm["alarm_id"]
@@ -174,7 +186,7 @@ def _commissioning_map(scenario_path: Path) -> list[str]:
         settings.append("known_sources=[" + ", ".join(sources) + "]")
     roads = []
     for n, road in enumerate(scenario.world.roads):
-        points = ", ".join("{lat: %.7f, lon: %.7f}" % latlon(p) for p in road.points)
+        points = ", ".join("{{lat: {:.7f}, lon: {:.7f}}}".format(*latlon(p)) for p in road.points)
         roads.append(f"{{name: road-{n}, width_m: {road.width_m}, points: [{points}]}}")
     if roads:
         settings.append("roads=[" + ", ".join(roads) + "]")
