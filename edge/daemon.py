@@ -140,7 +140,6 @@ class TowerDaemon:
         self.devices: Devices | None = None
         self.uplink: Uplink | None = None
         self.ptz: PtzWorker | None = None
-        self.thermal_stage = ThermalStage(cfg)
         self.alarms = AlarmBook(
             self.state_dir / "alarms.json",
             cfg.tower.id,
@@ -165,6 +164,7 @@ class TowerDaemon:
             )
         )
         self.patrol = PatrolPlan(stops)
+        self.thermal_stage = ThermalStage(cfg, patrol_stops=len(stops))
         self.look: Look | None = None
         self.pending_looks: list[Look] = []
         self.last_visible: Frame | None = None

@@ -88,8 +88,13 @@ class Candidate:
                    0.0, math.nan, math.nan, 0.0, True)  # fmt: skip
 
 
-def detection_params(settings: DetectionSettings) -> DetectionParams:
+# Pose memories kept beyond the patrol's own stops (rechecks, goto holds).
+EXTRA_POSE_MEMORIES = 16
+
+
+def detection_params(settings: DetectionSettings, patrol_stops: int = 0) -> DetectionParams:
     return DetectionParams(
+        pose_memory_capacity=max(patrol_stops, 1) + EXTRA_POSE_MEMORIES,
         k_sigma_day=settings.k_sigma_day,
         k_sigma_night=settings.k_sigma_night,
         min_excess_day_k=settings.min_excess_day_k,
@@ -189,7 +194,7 @@ def band_radiance_of(values: np.ndarray) -> np.ndarray:
 
 
 class ThermalStage:
-    def __init__(self, cfg: TowerConfig) -> None:
+    def __init__(self, cfg: TowerConfig, patrol_stops: int = 0) -> None:
         self.cfg = cfg
         site = TowerSite(cfg.tower.lat, cfg.tower.lon, cfg.tower.camera_altitude_m)
         self.known_sources = angular_sources(site, cfg.tower.ground_elevation_m, cfg.known_sources)
@@ -197,7 +202,7 @@ class ThermalStage:
         self._road_mask_pose: tuple[float, float, float] | None = None
         self._road_mask: np.ndarray | None = None
         self.pipeline = FramePipeline(
-            detection_params(cfg.detection),
+            detection_params(cfg.detection, patrol_stops),
             cfg.camera.width_px,
             cfg.camera.height_px,
             radiometric=cfg.camera.radiometric,
