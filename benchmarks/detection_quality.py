@@ -25,7 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.pipeline import AngularSource, Decision, DetectionParams, FramePipeline
+from detectors.pipeline import (
+    AngularSource,
+    Decision,
+    DetectionParams,
+    FramePipeline,
+    ground_range_by_row,
+)
 from detectors.radiometry import Atmosphere, Optics, link_budget
 from detectors.solar import sun_position
 from edge.calibration import horizon_dip_deg
@@ -126,6 +132,9 @@ def run_trial(
     )
     sources = tuple(AngularSource(*s) for s in world.known_source_directions())
     roads = world.road_mask(pose)
+    ground_range = ground_range_by_row(
+        pose.tilt_deg, pose.hfov_deg, pose.width_px, pose.height_px, tw.mast_height_m
+    )
     start = plan.start_s + float(rng.uniform(0.0, plan.start_jitter_s))
     visits = [
         (start - k * plan.revisit_s, plan.warmup_dwell_s, False)
@@ -156,6 +165,7 @@ def run_trial(
                 is_day=sun_el > DAY_SUN_ELEVATION_DEG,
                 known_sources=sources,
                 road_mask=roads,
+                ground_range_m=ground_range,
             )
             truth_by_frame[frame_no] = truth  # the pipeline numbers frames the same way
             decisions.extend(got)

@@ -43,6 +43,7 @@ __all__ = [
     "Decision",
     "DetectionParams",
     "FramePipeline",
+    "ground_range_by_row",
     "pan_tilt_to_pixel",
     "pixel_to_pan_tilt",
 ]
@@ -157,6 +158,33 @@ def pixel_to_pan_tilt(
     az = math.degrees(math.atan2(d[0], d[1])) % 360.0
     el = math.degrees(math.atan2(d[2], math.hypot(d[0], d[1])))
     return az, el
+
+
+def ground_range_by_row(
+    tilt_deg: float,
+    hfov_deg: float,
+    width_px: int,
+    height_px: int,
+    eye_height_m: float,
+    refraction_k: float = 0.13,
+    earth_radius_m: float = 6_371_000.0,
+) -> np.ndarray:
+    """Ground distance (m) seen by each image row over flat land on the curved earth.
+
+    The refracted ray's height over the sphere is h + s·tanθ + s²(1 − k)/(2R)
+    (algorithms.md §7); each row's elevation gives the nearest root. NaN where the ray
+    never meets the ground (sky, or beyond the horizon). Used for a lower bound of a
+    hotspot's fire-equivalent area: whatever sits on the ground there is that far.
+    """
+    f = _focal_px(hfov_deg, width_px)
+    rows = np.arange(height_px, dtype=np.float64)
+    elevation = np.radians(tilt_deg) - np.arctan((rows - (height_px - 1) / 2.0) / f)
+    a = (1.0 - refraction_k) / (2.0 * earth_radius_m)
+    b = np.tan(elevation)
+    disc = b * b - 4.0 * a * eye_height_m
+    with np.errstate(invalid="ignore"):
+        s = (-b - np.sqrt(disc)) / (2.0 * a)
+    return np.where((disc >= 0.0) & (b < 0.0), s, np.nan)
 
 
 def pan_tilt_to_pixel(
@@ -294,6 +322,17 @@ class FramePipeline:
             source=source,
         )
 
+    def _too_large_for_a_vehicle(self, track: Track, ground_range_m: np.ndarray | None) -> bool:
+        """Its fire-equivalent area, at the range of the ground under it and with τ = 1
+        (both make it a lower bound), exceeds what a vehicle's engine can show."""
+        if ground_range_m is None:
+            return False
+        row = int(round(track.last.y))
+        if not 0 <= row < ground_range_m.size or not math.isfinite(ground_range_m[row]):
+            return False
+        a_eq_lower_m2 = track.last.a_eq_m2_per_range2 * float(ground_range_m[row]) ** 2
+        return a_eq_lower_m2 > self.params.suppression.road_vehicle_max_a_eq_m2
+
     def _end_visit(self, t: float, road_mask: np.ndarray | None) -> list[Decision]:
         """Close the current visit: remember it, and settle tracks that needed revisits."""
         decisions: list[Decision] = []
@@ -353,8 +392,11 @@ class FramePipeline:
         road_mask: np.ndarray | None = None,
         static_mask: np.ndarray | None = None,
         sky_mask: np.ndarray | None = None,
+        ground_range_m: np.ndarray | None = None,
     ) -> list[Decision]:
-        """Run one frame. Masks are (H, W) bool, True on the road / static source / sky."""
+        """Run one frame. Masks are (H, W) bool, True on the road / static source / sky;
+        ``ground_range_m`` (per row, see :func:`ground_range_by_row`) lets a hotspot on a
+        road too large to be a vehicle skip the road's revisit requirement."""
         if kelvin.shape != (self.height_px, self.width_px):
             raise ValueError(
                 f"frame shape {kelvin.shape} does not match the pipeline's "
@@ -407,6 +449,7 @@ class FramePipeline:
                 road_mask,
                 static_mask,
                 hp.dt_min_k,
+                ground_range_m,
             )
             if decision is not None:
                 decisions.append(decision)
@@ -424,6 +467,7 @@ class FramePipeline:
         road_mask: np.ndarray | None,
         static_mask: np.ndarray | None,
         dt_min_k: float,
+        ground_range_m: np.ndarray | None = None,
     ) -> Decision | None:
         if track.rejected_reason is not None:
             return None
@@ -457,7 +501,9 @@ class FramePipeline:
             return self._decision(track, t, "rejected", reason, 0.0)
         if track.qualified or track.persistence < sp.min_persistence:
             return None
-        if touches_mask(road_mask, last.x, last.y, 0):
+        if touches_mask(road_mask, last.x, last.y, 0) and not self._too_large_for_a_vehicle(
+            track, ground_range_m
+        ):
             enough, cooling = road_evidence(track, self._memory, t, sp)
             if cooling:
                 return self._decision(track, t, "rejected", "road", 0.0)

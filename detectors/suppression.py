@@ -43,6 +43,9 @@ class SuppressionParams:
     static_contact_px: int = 1  # a blob this close to the static mask belongs to it
     road_min_revisits: int = 3
     road_min_span_s: float = 180.0
+    # A vehicle's hot engine and exhaust (≈1 m² at 400–500 K) is ≈0.1 m² of 1000 K fire:
+    # on a road, a hotspot whose fire-equivalent area is surely above this is no vehicle.
+    road_vehicle_max_a_eq_m2: float = 0.3
     site_radius_px: float = 1.5  # sightings this close on a later visit are the same site
     flicker_cv_min: float = 0.1
     flicker_min_s: float = 5.0

@@ -21,6 +21,7 @@ from detectors.pipeline import (
     Decision,
     DetectionParams,
     FramePipeline,
+    ground_range_by_row,
     pan_tilt_to_pixel,
 )
 from detectors.solar import sun_position
@@ -220,6 +221,13 @@ class ThermalStage:
         )
         return float(atmosphere.transmittance(range_m, 1000.0, w.air_temp_c + 273.15))
 
+    def _ground_range_for(self, pose: tuple[float, float, float]) -> np.ndarray | None:
+        if not self.roads:
+            return None  # only the road rule uses it
+        cam = self.cfg.camera
+        return ground_range_by_row(pose[1], pose[2], cam.width_px, cam.height_px,
+                                   self.cfg.tower.mast_height_m)  # fmt: skip
+
     def _road_mask_for(self, pose: tuple[float, float, float]) -> np.ndarray | None:
         if not self.roads:
             return None
@@ -251,6 +259,7 @@ class ThermalStage:
             is_day=sun_el > self.cfg.detection.sun_elevation_day_deg,
             known_sources=self.known_sources,
             road_mask=self._road_mask_for(pose),
+            ground_range_m=self._ground_range_for(pose),
         )
         candidates = []
         for decision in decisions:

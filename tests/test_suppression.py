@@ -13,6 +13,7 @@ from detectors.pipeline import (
     Decision,
     DetectionParams,
     FramePipeline,
+    ground_range_by_row,
     pan_tilt_to_pixel,
     pixel_to_pan_tilt,
 )
@@ -203,3 +204,25 @@ def test_visit_mean_matches_numpy_and_ignores_nan_pixels() -> None:
     assert mean[3, 4] == pytest.approx(expected[3, 4], rel=1e-6)  # mean of the 4 finite
     assert np.isnan(mean[0, 0])  # never finite
     assert acc.take_mean() is None  # a new visit starts empty
+
+
+@pytest.mark.parametrize(("ground_range_m", "expected"), [(10_000.0, ["candidate"]), (1_000.0, [])])
+def test_on_a_road_only_a_hotspot_too_large_for_a_vehicle_skips_the_revisits(
+    ground_range_m: float, expected: list[str]
+) -> None:
+    road = np.zeros((H, W), dtype=bool)
+    road[45:56, :] = True
+    ranges = np.full(H, ground_range_m)
+    decisions = run(new_pipe(), 20, lambda k: point(frame(k), 60.0, 50.0, 40.0),
+                    road_mask=road, ground_range_m=ranges)  # fmt: skip
+    # the same spot is a fire-sized source at 10 km, an engine-sized one at 1 km
+    assert [d.event for d in decisions] == expected
+
+
+def test_ground_range_by_row_meets_the_curved_earth_and_spares_the_sky() -> None:
+    ranges = ground_range_by_row(-0.2683, 5.862, 640, 512, 40.0)
+    centre = ranges[255] * 0.5 + ranges[256] * 0.5
+    assert centre == pytest.approx(10_000.0, rel=0.01)  # algorithms.md §8 case 16
+    assert np.all(np.isnan(ranges[:20]))  # rows above the horizon see sky
+    finite = ranges[np.isfinite(ranges)]
+    assert np.all(np.diff(finite) < 0)  # lower rows, nearer ground
