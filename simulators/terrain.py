@@ -170,6 +170,82 @@ def _march_columns(
             s += max(2.0, 0.003 * s)
 
 
+@numba.njit(cache=True)
+def _march_rays(
+    grid: npt.NDArray[np.float32],
+    extent: float,
+    cell: float,
+    eye_height_m: float,
+    curvature: float,
+    az: F64,
+    elev: F64,
+    start_m: F64,
+    max_range_m: float,
+    out_range: F64,
+) -> None:
+    """Ground range hit by each single ray (−1 for sky), marching out from ``start_m``.
+
+    The same step rule as :func:`_march_columns`; the terrain angle is compared through
+    its tangent, which is monotonic in it, so no arctangent is taken per step. A ray
+    may start at any range its line of sight is known to clear (e.g. a lower ray's hit).
+    """
+    for i in range(az.shape[0]):
+        sa = math.sin(az[i])
+        ca = math.cos(az[i])
+        slope = math.tan(elev[i])
+        s_prev = start_m[i]
+        h = _height_at(grid, extent, cell, s_prev * sa, s_prev * ca)
+        g_prev = (h - eye_height_m - curvature * s_prev * s_prev) / s_prev - slope
+        out_range[i] = -1.0
+        if g_prev >= 0.0:
+            out_range[i] = s_prev
+            continue
+        s = s_prev + max(2.0, 0.003 * s_prev)
+        while s <= max_range_m:
+            h = _height_at(grid, extent, cell, s * sa, s * ca)
+            g = (h - eye_height_m - curvature * s * s) / s - slope
+            if g >= 0.0:
+                frac = 1.0
+                if g > g_prev:
+                    frac = min(1.0, max(0.0, -g_prev / (g - g_prev)))
+                out_range[i] = s_prev + frac * (s - s_prev)
+                break
+            s_prev = s
+            g_prev = g
+            s += max(2.0, 0.003 * s)
+
+
+def ray_ranges(
+    grid: HeightGrid,
+    eye_height_m: float,
+    az_rad: F64,
+    el_rad: F64,
+    start_m: F64,
+    max_range_m: float,
+    k: float = REFRACTION_K,
+) -> F64:
+    """Ground range (m) each ray meets the terrain at, −1 for sky; rays are flat arrays.
+
+    ``start_m`` is where each march begins: a range the ray is known not to have hit
+    the ground before, such as the hit range of a ray just below it in the same column.
+    """
+    az = np.ascontiguousarray(az_rad, dtype=np.float64).ravel()
+    out = np.empty(az.shape, dtype=np.float64)
+    _march_rays(
+        grid.heights_m,
+        grid.extent_m,
+        grid.cell_m,
+        eye_height_m,
+        (1.0 - k) / (2.0 * EARTH_RADIUS_M),
+        az,
+        np.ascontiguousarray(el_rad, dtype=np.float64).ravel(),
+        np.ascontiguousarray(start_m, dtype=np.float64).ravel(),
+        max_range_m,
+        out,
+    )
+    return out
+
+
 def line_of_sight_ranges(
     grid: HeightGrid,
     eye_height_m: float,

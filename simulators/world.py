@@ -57,6 +57,15 @@ _CLASS_BGR = np.array(
     ],
     dtype=np.float32,
 )
+# Land cover is integrated over a pixel's footprint where a class boundary may cross it:
+# n² sample rays on an n×n grid sheared so that no two share a row or a column, which
+# resolves an edge at any angle in 1/n² steps of fill, not the 1/n of a plain grid.
+_SUB_N = 6
+_SUB_A, _SUB_B = np.meshgrid(np.arange(_SUB_N), np.arange(_SUB_N), indexing="ij")
+_SUB_DX = ((_SUB_N * _SUB_A + _SUB_B + 0.5) / _SUB_N**2 - 0.5).ravel()
+_SUB_DY = ((_SUB_N * _SUB_B + _SUB_A + 0.5) / _SUB_N**2 - 0.5).ravel()
+# Classes kept per mixed pixel: enough for a road crossing the edge of a field or pond.
+_MIX_CLASSES = 3
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,14 @@ class Pose:
         )
         return np.asarray(d / np.linalg.norm(d, axis=2, keepdims=True), dtype=np.float64)
 
+    def rays(self, x_px: F64, y_px: F64) -> F64:
+        """Unit ENU directions through arbitrary pixel coordinates (flat arrays), shape (N, 3)."""
+        fwd, right, up = self._basis()
+        u = (np.asarray(x_px, np.float64) - (self.width_px - 1) / 2.0) / self.focal_px
+        v = (np.asarray(y_px, np.float64) - (self.height_px - 1) / 2.0) / self.focal_px
+        d = fwd[None, :] + u[:, None] * right[None, :] - v[:, None] * up[None, :]
+        return np.asarray(d / np.linalg.norm(d, axis=1, keepdims=True), dtype=np.float64)
+
     def project(self, az_deg: float, el_deg: float) -> tuple[float, float] | None:
         """Pixel (x, y) of a direction, or None when it is behind the camera."""
         fwd, right, up = self._basis()
@@ -112,6 +129,14 @@ class Pose:
 
 @dataclass
 class _PoseCache:
+    """What a pose sees that does not change with time.
+
+    ``cls``/``texture`` hold each ground pixel's dominant land cover. Pixels a class
+    boundary crosses are listed in ``mix_idx`` (flat index) with up to three classes,
+    their footprint fractions and textures; rendering mixes their radiances. The
+    ``specular_*`` rows are every (pixel, mirroring class, fraction) the sun may glint off.
+    """
+
     pose: Pose
     dirs: F64
     ground_range: F64
@@ -122,7 +147,13 @@ class _PoseCache:
     path: F32
     elevation_deg: F32
     haze: F32
+    mix_idx: npt.NDArray[np.intp]
+    mix_cls: npt.NDArray[np.int8]
+    mix_weight: F32
+    mix_texture: F32
     specular_idx: npt.NDArray[np.intp]
+    specular_cls: npt.NDArray[np.int8]
+    specular_weight: F32
     visible_base: F32
 
 
@@ -332,21 +363,131 @@ class SimWorld:
             )
             self._objects.append((obj, x, y))
 
-    def _classify(self, x: F64, y: F64, ground: npt.NDArray[np.bool_]) -> npt.NDArray[np.int8]:
+    def _classify(
+        self, x: F64, y: F64, ground: npt.NDArray[np.bool_], reach_m: F64 | None = None
+    ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.bool_]]:
+        """Land-cover class at ground points, and which points lie within ``reach_m`` of
+        the edge of a patch, channel or road (all False without ``reach_m``)."""
         base = tr.CLASS_BY_NAME[self.scenario.world.base]
         cls = np.full(x.shape, base, dtype=np.int8)
+        near = np.zeros(x.shape, dtype=bool)
+        if not ground.any():
+            return np.full(x.shape, tr.SKY, dtype=np.int8), near
+        # Features wholly outside the box the ground points (and their reach) span are
+        # skipped: most of a scenario lies outside any one narrow view. The box is aligned
+        # with the view's mean bearing, so it stays narrow whatever way the camera points.
+        gx, gy = x[ground], y[ground]
+        bearing = math.atan2(float(gx.mean()), float(gy.mean()))
+        sin_b, cos_b = math.sin(bearing), math.cos(bearing)
+        margin = 0.0 if reach_m is None else reach_m[ground]
+        along = gx * sin_b + gy * cos_b
+        across = gx * cos_b - gy * sin_b
+        lo_a, hi_a = float(np.min(along - margin)), float(np.max(along + margin))
+        lo_c, hi_c = float(np.min(across - margin)), float(np.max(across + margin))
+
+        def outside(xs: F64, ys: F64, radius: float) -> bool:
+            fa = xs * sin_b + ys * cos_b
+            fc = xs * cos_b - ys * sin_b
+            return bool(
+                fa.max() + radius < lo_a
+                or fa.min() - radius > hi_a
+                or fc.max() + radius < lo_c
+                or fc.min() - radius > hi_c
+            )
+
+        def paint(dist: F64, radius: float, cid: int) -> None:
+            cls[dist <= radius] = cid
+            if reach_m is not None:
+                near[np.abs(dist - radius) <= reach_m] = True
+
         hill_h = self.grid.sample(x, y)
         cls[hill_h > 15.0] = tr.VEGETATION
         for cid, px, py, radius in self._patches:
-            cls[np.hypot(x - px, y - py) <= radius] = cid
-        for pts, width in self._channels:
+            if not outside(np.array([px]), np.array([py]), radius):
+                paint(np.hypot(x - px, y - py), radius, cid)
+        lines = [(tr.WATER, pts, width) for pts, width in self._channels] + self._roads
+        for cid, pts, width in lines:
             for a, b in zip(pts[:-1], pts[1:], strict=True):
-                cls[tr.segment_distance(x, y, a[0], a[1], b[0], b[1]) <= width / 2.0] = tr.WATER
-        for cid, pts, width in self._roads:
-            for a, b in zip(pts[:-1], pts[1:], strict=True):
-                cls[tr.segment_distance(x, y, a[0], a[1], b[0], b[1]) <= width / 2.0] = cid
+                if not outside(np.array([a[0], b[0]]), np.array([a[1], b[1]]), width / 2.0):
+                    dist = tr.segment_distance(x, y, a[0], a[1], b[0], b[1])
+                    paint(dist, width / 2.0, cid)
         cls[~ground] = tr.SKY
-        return cls
+        return cls, near & ground
+
+    @staticmethod
+    def _footprint_reach_m(x: F64, y: F64, ground: npt.NDArray[np.bool_]) -> F64:
+        """Bound (m) on the ground distance from a pixel's centre point to any point of its footprint.
+
+        Half the spacing to the farther neighbour centre along each image axis bounds the
+        half-footprint there (range grows convexly with depression); their sum bounds the
+        corners. Where the pixel above sees sky the far half is guessed as twice the near.
+        """
+
+        def steps(axis: int) -> tuple[F64, F64]:
+            n = x.shape[axis] - 1
+            a = [slice(None)] * 2
+            b = [slice(None)] * 2
+            a[axis], b[axis] = slice(1, None), slice(0, n)
+            ta, tb = tuple(a), tuple(b)
+            d = np.where(ground[ta] & ground[tb], np.hypot(x[ta] - x[tb], y[ta] - y[tb]), np.nan)
+            before = np.full(x.shape, np.nan)
+            after = np.full(x.shape, np.nan)
+            before[ta] = d  # to the neighbour at index − 1
+            after[tb] = d  # to the neighbour at index + 1
+            return before, after
+
+        up, down = steps(0)
+        left, right = steps(1)
+        vert = np.where(np.isnan(up), 2.0 * np.nan_to_num(down), np.fmax(up, down))
+        horiz = np.nan_to_num(np.fmax(left, right))
+        return np.asarray(0.6 * (vert + horiz) + 0.5, dtype=np.float64)
+
+    def _subpixel_cover(
+        self,
+        pose: Pose,
+        rng_m: F64,
+        rows: npt.NDArray[np.intp],
+        cols: npt.NDArray[np.intp],
+    ) -> tuple[npt.NDArray[np.int64], F64]:
+        """Class fractions over the footprints of pixels (rows, cols): (classes, fractions), each (N, 3).
+
+        Every sample ray marches out from the hits of the pixels below, which its line of
+        sight is known to clear; samples that see sky past a ridge or the horizon are left
+        out, so a pixel stays ground or sky as its centre says. Classes are ordered by
+        fraction; unused slots have fraction 0.
+        """
+        n = rows.size
+        ns = _SUB_DX.size
+        d = pose.rays(
+            (cols[:, None] + _SUB_DX[None, :]).ravel(), (rows[:, None] + _SUB_DY[None, :]).ravel()
+        )
+        az = np.arctan2(d[:, 0], d[:, 1])
+        el = np.arcsin(np.clip(d[:, 2], -1, 1))
+        # Start where the lowest of the three pixels below (a sample leans up to half a
+        # pixel sideways) meets the ground: nothing of the terrain can be nearer.
+        below_row = np.minimum(rows + 1, pose.height_px - 1)
+        hit_m = np.where(rng_m >= 0, rng_m, np.inf)
+        below = np.minimum.reduce(
+            [hit_m[below_row, np.clip(cols + k, 0, pose.width_px - 1)] for k in (-1, 0, 1)]
+        )
+        start = np.where(rows + 1 < pose.height_px, np.maximum(2.0, 0.98 * below), 2.0)
+        s = tr.ray_ranges(
+            self.grid, self.eye_height_m, az, el, np.repeat(start, ns), self.max_range_m
+        )
+        ground = s >= 0
+        s = np.where(ground, s, 0.0)
+        sub_cls, _ = self._classify(s * np.sin(az), s * np.cos(az), ground)
+        sub_cls = sub_cls.reshape(n, ns)
+        hits = ground.reshape(n, ns)
+        counts = np.zeros((n, tr.N_CLASSES), dtype=np.int64)
+        every = np.arange(n)
+        for j in range(ns):
+            counts[every, sub_cls[:, j]] += hits[:, j]
+        order = np.argsort(-counts, axis=1, kind="stable")[:, :_MIX_CLASSES]
+        frac = np.take_along_axis(counts, order, axis=1) / np.maximum(
+            counts.sum(axis=1, keepdims=True), 1
+        )
+        return order, np.asarray(frac, dtype=np.float64)
 
     @staticmethod
     def _psf_bank(pitch_um: float, f_number: float) -> F64:
@@ -387,22 +528,52 @@ class SimWorld:
         s = np.where(ground, rng_m, 0.0)
         x = s * np.sin(az)
         y = s * np.cos(az)
-        cls = self._classify(x, y, ground)
+        cls, near_edge = self._classify(x, y, ground, self._footprint_reach_m(x, y, ground))
+        # Boundaries no feature test sees (the vegetated hill tops) show as class changes
+        # between neighbouring ground pixels.
+        changes = np.zeros_like(near_edge)
+        for axis in (0, 1):
+            n = cls.shape[axis] - 1
+            a = (slice(1, None), slice(None)) if axis == 0 else (slice(None), slice(1, None))
+            b = (slice(0, n), slice(None)) if axis == 0 else (slice(None), slice(0, n))
+            step = (cls[a] != cls[b]) & ground[a] & ground[b]
+            changes[a] |= step
+            changes[b] |= step
+        rows, cols = np.nonzero(near_edge | changes)
+        sub_cls, mix_frac = self._subpixel_cover(pose, rng_m, rows, cols)
+        seen = mix_frac[:, 0] > 0.0
+        cls[rows[seen], cols[seen]] = sub_cls[seen, 0]
+        mixed = seen & (mix_frac[:, 1] > 0.0)
+        mix_idx = (rows * pose.width_px + cols)[mixed].astype(np.intp)
+        mix_cls = sub_cls[mixed].astype(np.int8)
+        mix_w = mix_frac[mixed].astype(np.float32)
         clutter = self.scenario.world.clutter_k
         tex = (
             0.75 * tr.value_noise(x, y, 40.0, self.seed)
             + 0.45 * tr.value_noise(x, y, 9.0, self.seed + 1)
         ) * clutter
         tex32 = (tex * TEXTURE[cls]).astype(np.float32)
+        mix_tex = (tex.ravel()[mix_idx][:, None] * TEXTURE[mix_cls]).astype(np.float32)
         slant = np.where(ground, s / np.maximum(np.cos(el), 1e-3), self.max_range_m)
         tau = np.interp(slant, self._range_tab, self._tau_tab).astype(np.float32)
         path = np.interp(slant, self._range_tab, self._path_tab).astype(np.float32)
         vis_ext_per_m = 3.912 / (self.scenario.weather.visibility_km * 1000.0)
         haze = (1.0 - np.exp(-vis_ext_per_m * slant)).astype(np.float32)
-        spec = np.flatnonzero(SPECULAR[cls].ravel() & ground.ravel())
+        whole = np.ones(cls.size, dtype=bool)
+        whole[mix_idx] = False
+        spec_pure = np.flatnonzero(SPECULAR[cls].ravel() & ground.ravel() & whole)
+        spec_part = SPECULAR[mix_cls] & (mix_w > 0.0)
+        spec_rows = np.nonzero(spec_part)
+        spec = np.concatenate([spec_pure, mix_idx[spec_rows[0]]]).astype(np.intp)
+        spec_cls = np.concatenate([cls.ravel()[spec_pure], mix_cls[spec_part]]).astype(np.int8)
+        spec_w = np.concatenate(
+            [np.ones(spec_pure.size, dtype=np.float32), mix_w[spec_part]]
+        ).astype(np.float32)
         elev_deg = np.degrees(el).astype(np.float32)
         sky_col = _CLASS_BGR[tr.SKY]
-        vis = _CLASS_BGR[cls] * (1.0 + 0.08 * tex32[..., None])
+        colour = _CLASS_BGR[cls]
+        colour.reshape(-1, 3)[mix_idx] = np.einsum("nk,nkc->nc", mix_w, _CLASS_BGR[mix_cls])
+        vis = colour * (1.0 + 0.08 * tex32[..., None])
         vis = vis * (1.0 - haze[..., None]) + sky_col * haze[..., None]
         sky_px = ~ground
         vis[sky_px] = sky_col * (1.0 - 0.3 * np.clip(elev_deg[sky_px, None] / 10.0, 0, 1))
@@ -418,7 +589,13 @@ class SimWorld:
             path,
             elev_deg,
             haze,
+            mix_idx,
+            mix_cls,
+            mix_w,
+            mix_tex,
             spec,
+            spec_cls,
+            spec_w,
             visible_base,
         )
         if len(self._pose_cache) > 32:
@@ -616,6 +793,12 @@ class SimWorld:
         sky_reflect = float(band_radiance([float(sky_brightness_k(air, 20.0, w.cloud_cover))])[0])
         eps = EMISSIVITY[c.cls]
         surf = eps * surf + (1.0 - eps) * np.float32(sky_reflect)
+        if c.mix_idx.size:
+            # A pixel part road, part reed sends the area-weighted sum of their radiances.
+            part = band_radiance(temps[c.mix_cls] + c.mix_texture)
+            eps_part = EMISSIVITY[c.mix_cls]
+            mixed = (c.mix_weight * (eps_part * part + (1.0 - eps_part) * sky_reflect)).sum(axis=1)
+            surf.reshape(-1)[c.mix_idx] = mixed.astype(np.float32)
         if sun_el > 0.0 and c.specular_idx.size:
             self._add_glint(c, surf, sun_az, sun_el, t_unix)
         obs = c.tau * surf + c.path
@@ -660,7 +843,7 @@ class SimWorld:
         idx = c.specular_idx
         d = c.dirs.reshape(-1, 3)[idx]
         s = np.array(direction_enu(sun_az, sun_el))
-        cls = c.cls.ravel()[idx]
+        cls = c.specular_cls
         water = cls == tr.WATER
         irradiance = self._l_sun * _SUN_SOLID_ANGLE_SR * self._sun_transmittance(sun_el)
         glint = np.zeros(idx.size, dtype=np.float64)
@@ -682,8 +865,9 @@ class SimWorld:
             # instant: it sparkles from frame to frame (log-normal, ~40 % per frame).
             rng = np.random.default_rng([self.seed, 0x61147, int(round(t_unix * 1000.0))])
             glint[lit] *= np.exp(rng.normal(-0.08, 0.4, int(lit.sum())))
-        flat = surf.reshape(-1)
-        flat[idx] += glint.astype(np.float32)
+        # A mixed pixel glints in proportion to its mirroring fraction; one pixel may
+        # hold two mirroring classes, so the sums go through add.at.
+        np.add.at(surf.reshape(-1), idx, (glint * c.specular_weight).astype(np.float32))
 
     def _visible(
         self,
