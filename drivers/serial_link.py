@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import queue
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -211,7 +212,9 @@ class SerialLink:
                 if self._on_connect is not None:
                     self._on_connect(io)
                 self._serve(port, io)
-            except (serial.SerialException, OSError) as exc:
+            # termios.error (e.g. tcdrain on a vanished pty or unplugged USB adapter) is
+            # not an OSError, and must not end the worker thread for good
+            except (serial.SerialException, OSError, termios.error) as exc:
                 self._health.error(f"{self.label}: connection lost: {exc}", "disconnects")
                 self._health.set_state(DriverState.CONNECTING)
                 _log.warning("serial_lost", device=self.label, port=self._url, error=str(exc))
