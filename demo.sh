@@ -25,23 +25,25 @@ MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 export NUMBA_CACHE_DIR="$PWD/.cache/numba"
 
 work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() {
+  pkill -P $$ 2>/dev/null || true   # broker, subscribers, simulated tower
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$PORT" > "$work/mosquitto.conf"
 "$MOSQUITTO" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
-pids+=($!)
 sleep 0.5
 
-mosquitto_sub -h 127.0.0.1 -p "$PORT" -t 'towerwatch/#' -v -q 1 \
-  | sed -u 's/^\(towerwatch\/[^ ]*\/snapshot\) .*/\1 <JPEG snapshot>/' &
-pids+=($!)
+# what the hub receives: status and alarms as JSON, snapshots by size
+mosquitto_sub -h 127.0.0.1 -p "$PORT" -q 1 -v -t 'towerwatch/+/status' -t 'towerwatch/+/alarm' &
+mosquitto_sub -h 127.0.0.1 -p "$PORT" -q 1 -t 'towerwatch/+/alarm/+/snapshot' \
+  -F '%t <JPEG snapshot, %l bytes>' &
 
 echo "== simulated tower: $SCENARIO at ${SPEED}x" >&2
 .venv/bin/towerwatch simulate tower --config config/simulated.yaml --scenario "$SCENARIO" \
   --speed "$SPEED" --log-level warning 2>"$work/tower.log" &
-pids+=($!)
 sleep 2
 
 echo "== daemon: towerwatch run for ${DURATION} s of tower time (broker on port $PORT)" >&2
