@@ -48,7 +48,7 @@ def test_visible_bgr_frame_without_pose_round_trips() -> None:
 def test_corrupt_header_and_payload_are_refused_with_their_own_error() -> None:
     data = bytearray(encode_frame(KIND_THERMAL, np.full((4, 4), 300.0, np.float32), 0, 1.0))
     with pytest.raises(FrameStreamError, match="magic"):
-        parse_header(b"XXXX" + bytes(data[4 : HEADER.size]))
+        parse_header(b"JUNK" + bytes(data[4 : HEADER.size]))
     header = parse_header(bytes(data[: HEADER.size]))
     data[-1] ^= 0xFF
     with pytest.raises(FrameStreamError, match="CRC"):
