@@ -248,7 +248,7 @@ class FramePipeline:
     def _radiance(self, values: np.ndarray) -> np.ndarray:
         if not self.radiometric:
             return np.asarray(values, dtype=np.float64)
-        return radiometry.band_radiance(np.clip(values, 0.0, radiometry.TABLE_MAX_K))
+        return radiometry.band_radiance_clipped(values)
 
     def _sky_mask(self, pan_deg: float, tilt_deg: float, hfov_deg: float) -> np.ndarray | None:
         """Rows above the horizon line (+ margin) of this pose, or None without a horizon."""

@@ -130,6 +130,12 @@ def band_radiance(t_k: npt.ArrayLike) -> FloatArray:
     return out
 
 
+def band_radiance_clipped(t_k: npt.ArrayLike) -> FloatArray:
+    """band_radiance for measured frames: values outside the table (dead pixels read 0 K,
+    NaN-filled or over-range ones) are clamped to it rather than read out of bounds."""
+    return band_radiance(np.clip(t_k, 0.0, TABLE_MAX_K))
+
+
 def brightness_temperature(radiance: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """T_b(L): the blackbody temperature in K (float32) whose band radiance is ``radiance``."""
     _, _, inv, log_min, log_step = _tables()

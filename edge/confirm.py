@@ -26,7 +26,7 @@ from detectors.solar import sun_position
 from detectors.zoom_test import BlobMeasurement, measure, zoom_test
 from drivers.base import Frame
 from edge.config import TowerConfig
-from edge.detection import Candidate, band_radiance_of, detection_params
+from edge.detection import Candidate, detection_params
 
 Outcome = Literal["confirmed", "dismissed", "undecided"]
 
@@ -108,7 +108,9 @@ class ConfirmationScan:
         params = detection_params(self.cfg.detection).hotspot(is_day, cam.radiometric)
         result = detect_hotspots(crop, params, _lut(params))
         ifov_rad = math.radians(hfov) / width
-        blobs = make_blobs(crop, result, band_radiance_of, ifov_rad, None, params.saturation_k)
+        blobs = make_blobs(
+            crop, result, radiometry.band_radiance_clipped, ifov_rad, None, params.saturation_k
+        )
         best = None
         best_d = math.inf
         for blob in blobs:
@@ -118,7 +120,7 @@ class ConfirmationScan:
         if best is None:
             return
         x, y = best.x + x0, best.y + y0
-        narrow = measure(frame.image, x, y, best.bg_k, band_radiance_of)
+        narrow = measure(frame.image, x, y, best.bg_k, radiometry.band_radiance_clipped)
         self.sightings.append(
             Sighting(
                 frame.t,

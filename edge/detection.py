@@ -29,6 +29,7 @@ from detectors.zoom_test import BlobMeasurement, measure
 from drivers.base import Frame
 from edge.calibration import horizon_dip_deg
 from edge.config import DetectionSettings, KnownSource, MappedRoad, TowerConfig
+from edge.coverage import atmosphere_of
 from edge.geodesy import destination, distance_bearing
 from edge.geolocation import TowerSite, bearing_elevation_to
 
@@ -190,10 +191,6 @@ def road_mask(
     return mask.astype(bool) if mask.any() else None
 
 
-def band_radiance_of(values: np.ndarray) -> np.ndarray:
-    return radiometry.band_radiance(np.clip(values, 0.0, radiometry.TABLE_MAX_K))
-
-
 class ThermalStage:
     def __init__(self, cfg: TowerConfig, patrol_stops: int = 0) -> None:
         self.cfg = cfg
@@ -216,10 +213,7 @@ class ThermalStage:
         if range_m is None:
             return 1.0
         w = self.cfg.weather
-        atmosphere = radiometry.Atmosphere(
-            w.air_temp_c, w.relative_humidity_pct, w.visibility_km, w.pressure_hpa
-        )
-        return float(atmosphere.transmittance(range_m, 1000.0, w.air_temp_c + 273.15))
+        return float(atmosphere_of(w).transmittance(range_m, 1000.0, w.air_temp_c + 273.15))
 
     def _ground_range_for(self, pose: tuple[float, float, float]) -> np.ndarray | None:
         if not self.roads:
@@ -267,7 +261,9 @@ class ThermalStage:
                 wide = None
                 if self.cfg.camera.radiometric:
                     bg_k = decision.peak_k - decision.delta_t_k
-                    wide = measure(image, decision.x, decision.y, bg_k, band_radiance_of)
+                    wide = measure(
+                        image, decision.x, decision.y, bg_k, radiometry.band_radiance_clipped
+                    )
                 candidates.append(Candidate.from_decision(decision, hfov, wide))
             else:
                 self.rejections[decision.reason or "unspecified"] += 1

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detectors.radiometry import band_radiance, brightness_temperature
+from detectors.radiometry import band_radiance, band_radiance_clipped, brightness_temperature
 from detectors.zoom_test import measure
 from drivers.base import Frame
 from edge.config import TowerConfig, load_config
 from edge.confirm import ConfirmationScan
-from edge.detection import Candidate, band_radiance_of
+from edge.detection import Candidate
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKGROUND_K = 288.0
@@ -47,7 +47,7 @@ def _candidate(wide: np.ndarray, x: float, y: float) -> Candidate:
         t=T0, pan_deg=PAN, tilt_deg=TILT, hfov_deg=WIDE_HFOV, x=x, y=y, score=0.8,
         peak_k=float(wide[round(y), round(x)]), delta_t_k=float(wide[round(y), round(x)]) - BACKGROUND_K,
         a_eq_m2_per_range2=1e-8, compact=True,
-        wide=measure(wide, x, y, BACKGROUND_K, band_radiance_of),
+        wide=measure(wide, x, y, BACKGROUND_K, band_radiance_clipped),
     )  # fmt: skip
 
 
