@@ -58,11 +58,13 @@ class FireObservation:
     """One look at a fire: where (bearing, and a point unless bearing-only), how big, what saw it.
 
     `evidence` maps a sensor name (thermal, visible, lidar) to its measurements;
-    `confidence` is the confirmation stage's belief in [0, 1] that this is a fire.
+    `confidence` is the confirmation stage's belief in [0, 1] that this is a fire;
+    `bearing_sigma_deg` is the 1-σ uncertainty of the bearing (> 0).
     """
 
     t: float
     bearing_deg: float
+    bearing_sigma_deg: float
     elevation_deg: float
     lat: float | None
     lon: float | None
@@ -78,8 +80,15 @@ class FireObservation:
     confidence: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("t", "bearing_deg", "elevation_deg", "a_eq_m2", "peak_k", "confidence"):
+        for name in (
+            "t", "bearing_deg", "bearing_sigma_deg", "elevation_deg", "a_eq_m2", "peak_k",
+            "confidence",
+        ):  # fmt: skip
             _finite(name, getattr(self, name))
+        if not 0.0 < self.bearing_sigma_deg <= 180.0:
+            raise ValueError(
+                f"fire observation bearing_sigma_deg must be in (0, 180], got {self.bearing_sigma_deg}"
+            )
         for name in ("lat", "lon", "range_m", "range_min_m", "range_max_m"):
             _finite(name, getattr(self, name), allow_none=True)
         object.__setattr__(self, "bearing_deg", self.bearing_deg % 360.0)
@@ -121,6 +130,7 @@ class FireObservation:
         geo: Geolocation,
         *,
         t: float,
+        bearing_sigma_deg: float,
         a_eq_m2: float,
         peak_k: float,
         evidence: Mapping[str, dict[str, Any]] | None = None,
@@ -139,6 +149,7 @@ class FireObservation:
         return cls(
             t=t,
             bearing_deg=geo.bearing_deg,
+            bearing_sigma_deg=bearing_sigma_deg,
             elevation_deg=geo.elevation_deg,
             lat=geo.lat if located else None,
             lon=geo.lon if located else None,
@@ -158,6 +169,7 @@ class FireObservation:
         return {
             "t": self.t,
             "bearing_deg": self.bearing_deg,
+            "bearing_sigma_deg": self.bearing_sigma_deg,
             "elevation_deg": self.elevation_deg,
             "lat": self.lat,
             "lon": self.lon,
@@ -179,6 +191,7 @@ class FireObservation:
         return cls(
             t=float(data["t"]),
             bearing_deg=float(data["bearing_deg"]),
+            bearing_sigma_deg=float(data["bearing_sigma_deg"]),
             elevation_deg=float(data["elevation_deg"]),
             lat=_opt_float(data["lat"]),
             lon=_opt_float(data["lon"]),
@@ -251,6 +264,7 @@ class AlarmEvent:
             tower_lat=float(tower["lat"]),
             tower_lon=float(tower["lon"]),
             bearing_deg=obs.bearing_deg,
+            bearing_sigma_deg=obs.bearing_sigma_deg,
             elevation_deg=obs.elevation_deg,
             range_source=obs.range_source,
             position=(obs.lat, obs.lon) if obs.lat is not None and obs.lon is not None else None,
@@ -656,16 +670,20 @@ class AlarmBook:
             self._save()
         return events
 
-    def test_alarm(self, now: float, fire: FireObservation | None = None) -> AlarmEvent:
+    def test_alarm(
+        self, now: float, fire: FireObservation | None = None, *, bearing_sigma_deg: float = 0.1
+    ) -> AlarmEvent:
         """A `test` alarm with its own id; it opens nothing and is not kept.
 
         Without a fire it is a bearing-only alarm due north at the horizon, so the
-        hub can tell it apart from any real position.
+        hub can tell it apart from any real position; it states the tower's own
+        bearing_sigma_deg like a real one.
         """
         if fire is None:
             fire = FireObservation(
                 t=now,
                 bearing_deg=0.0,
+                bearing_sigma_deg=bearing_sigma_deg,
                 elevation_deg=0.0,
                 lat=None,
                 lon=None,

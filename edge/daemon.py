@@ -558,12 +558,21 @@ class TowerDaemon:
         return FireObservation.from_geolocation(
             geo,
             t=now,
+            bearing_sigma_deg=self._bearing_sigma_deg(self.cfg.camera.zoom_hfov_deg),
             a_eq_m2=a_eq_m2,
             peak_k=verdict.peak_k,
             evidence={"thermal": verdict.evidence}
             | ({"lidar": lidar.evidence} if lidar is not None else {}),
             confidence=verdict.confidence,
         )
+
+    def _bearing_sigma_deg(self, hfov_deg: float) -> float:
+        """1-σ of a stated bearing: pan calibration and the centroid's pixel quantisation.
+
+        A centroid uniformly placed within one pixel has σ = IFOV/√12.
+        """
+        ifov_deg = hfov_deg / self.cfg.camera.width_px
+        return math.hypot(self.cfg.geolocation.sigma_pan_deg, ifov_deg / math.sqrt(12.0))
 
     # ------------------------------------------------------------------ alarms
 
@@ -654,7 +663,9 @@ class TowerDaemon:
         c = self.cfg
         if isinstance(command, TestAlarmCommand):
             assert self.uplink is not None
-            event = self.alarms.test_alarm(now)
+            event = self.alarms.test_alarm(
+                now, bearing_sigma_deg=self._bearing_sigma_deg(c.camera.hfov_deg)
+            )
             tower = self._tower_ref()
             self.uplink.send_alarm(event.to_message(tower))
         elif isinstance(command, RelayResetCommand):

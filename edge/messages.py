@@ -133,6 +133,9 @@ class AlarmMessage(_Model):
     position: LatLon | None
     uncertainty: Uncertainty | None
     bearing_deg: float = Field(ge=0.0, lt=360.0)
+    # 1-σ of bearing_deg as the tower states it (pan calibration and centroid); the hub
+    # weights bearings by it when it triangulates.
+    bearing_sigma_deg: float = Field(gt=0.0, le=180.0)
     elevation_deg: float = Field(ge=-90.0, le=90.0)
     range_m: float | None = Field(ge=0.0)
     range_min_m: float | None = Field(ge=0.0)
@@ -189,6 +192,7 @@ def build_alarm(
     tower_lat: float,
     tower_lon: float,
     bearing_deg: float,
+    bearing_sigma_deg: float,
     elevation_deg: float,
     range_source: RangeSource,
     position: tuple[float, float] | None = None,
@@ -231,6 +235,7 @@ def build_alarm(
             "position": None if position is None else {"lat": position[0], "lon": position[1]},
             "uncertainty": uncertainty,
             "bearing_deg": bearing_deg % 360.0,
+            "bearing_sigma_deg": bearing_sigma_deg,
             "elevation_deg": elevation_deg,
             "range_m": range_m,
             "range_min_m": range_min_m,

@@ -37,6 +37,7 @@ def fire_at(
     return FireObservation(
         t=t,
         bearing_deg=bearing_deg,
+        bearing_sigma_deg=0.06,
         elevation_deg=-0.3,
         lat=None if bearing_only else lat,
         lon=None if bearing_only else lon,
@@ -418,7 +419,9 @@ def test_observations_from_a_geolocation() -> None:
         range_max_m=9_100.0, semi_major_m=80.0, semi_minor_m=12.0, orientation_deg=52.0,
         bearing_only=False,
     )  # fmt: skip
-    fire = FireObservation.from_geolocation(located, t=T0, a_eq_m2=3.0, peak_k=20.0)
+    fire = FireObservation.from_geolocation(
+        located, t=T0, bearing_sigma_deg=0.06, a_eq_m2=3.0, peak_k=20.0
+    )
     assert fire.located and fire.uncertainty == ErrorEllipse(80.0, 12.0, 52.0)
 
     vague = Geolocation(
@@ -427,7 +430,9 @@ def test_observations_from_a_geolocation() -> None:
         range_max_m=20_000.0, semi_major_m=5_000.0, semi_minor_m=12.0, orientation_deg=52.0,
         bearing_only=True,
     )  # fmt: skip
-    fire = FireObservation.from_geolocation(vague, t=T0, a_eq_m2=3.0, peak_k=20.0)
+    fire = FireObservation.from_geolocation(
+        vague, t=T0, bearing_sigma_deg=0.06, a_eq_m2=3.0, peak_k=20.0
+    )
     # flat ground: a bearing and a range interval; the nominal point and its long
     # ellipse are kept for the map, flagged as not a fix
     assert fire.bearing_only and not fire.located
@@ -441,7 +446,9 @@ def test_observations_from_a_geolocation() -> None:
         range_max_m=30_000.0, semi_major_m=None, semi_minor_m=None, orientation_deg=None,
         bearing_only=True,
     )  # fmt: skip
-    fire = FireObservation.from_geolocation(beyond, t=T0, a_eq_m2=3.0, peak_k=20.0)
+    fire = FireObservation.from_geolocation(
+        beyond, t=T0, bearing_sigma_deg=0.06, a_eq_m2=3.0, peak_k=20.0
+    )
     assert fire.bearing_only and fire.lat is None and fire.uncertainty is None
 
 

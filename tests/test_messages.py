@@ -43,6 +43,7 @@ def located(**overrides: Any) -> dict[str, Any]:
         tower_lat=52.1,
         tower_lon=13.2,
         bearing_deg=41.5,
+        bearing_sigma_deg=0.06,
         elevation_deg=-0.8,
         range_source="terrain",
         position=(52.17, 13.31),
@@ -102,6 +103,7 @@ def test_alarm_json_has_the_contract_fields() -> None:
         "confidence": 0.95,
     }
     assert data["range_source"] == "terrain"
+    assert data["bearing_sigma_deg"] == 0.06
     assert data["bearing_only"] is False
     assert data["evidence"] == {
         "thermal": {"peak_k": 412.3, "zoom_ratio": 3.9},
@@ -153,6 +155,8 @@ def test_bearing_only_alarm_states_a_range_interval_without_a_point() -> None:
         ({"state": "maybe"}, "state"),
         ({"confidence": 1.5}, "confidence"),
         ({"confidence": math.nan}, "confidence"),
+        ({"bearing_sigma_deg": 0.0}, "bearing_sigma_deg"),
+        ({"bearing_sigma_deg": math.inf}, "bearing_sigma_deg"),
         ({"alarm_id": "t1/0001"}, "alarm_id"),
         ({"position": (91.0, 13.0)}, "lat"),
         ({"confirmed_at_s": T0_S - 1}, "confirmed_at"),

@@ -62,6 +62,7 @@ def _unique_in_order(alarms: list[dict]) -> list[dict]:
 
 def _truth_is_inside(alarm: dict, bearing_deg: float, range_m: float) -> None:
     tower = alarm["tower"]
+    assert 0.0 < alarm["bearing_sigma_deg"] < 0.5, alarm
     if alarm["bearing_only"]:
         assert abs((alarm["bearing_deg"] - bearing_deg + 180) % 360 - 180) < 0.2
         assert alarm["range_min_m"] <= range_m <= alarm["range_max_m"], alarm

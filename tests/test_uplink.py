@@ -43,6 +43,7 @@ def alarm(seq: int, state: str = "updated", alarm_id: str = "t1-0001") -> AlarmM
         tower_lat=52.1,
         tower_lon=13.2,
         bearing_deg=41.5,
+        bearing_sigma_deg=0.06,
         elevation_deg=-0.8,
         range_source="terrain",
         position=(52.17, 13.31),
