@@ -17,7 +17,14 @@ from typing import Any, Literal
 
 import annotated_types
 import yaml
-from pydantic import BaseModel, Field, InstanceOf, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    InstanceOf,
+    SerializeAsAny,
+    ValidationError,
+    model_validator,
+)
 
 from drivers.base import StrictSettings
 from drivers.registry import UnknownDriver, driver_module
@@ -286,7 +293,8 @@ class SecretsSettings(StrictSettings):
     )
 
 
-DriverSection = InstanceOf[StrictSettings]
+# The device settings class is picked by `type`; serialise the instance it is, not the base.
+DriverSection = SerializeAsAny[InstanceOf[StrictSettings]]
 
 
 class TowerConfig(StrictSettings):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,23 @@ def test_cli_help_is_quick_to_import_and_lists_commands() -> None:
 def test_unknown_subcommand_is_a_usage_error() -> None:
     result = CliRunner().invoke(cli, ["frobnicate"])
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("name", ["tower.example.yaml", "simulated.yaml"])
+def test_config_show_prints_every_device_section_in_full(name: str, tmp_path: Path) -> None:
+    source = ROOT / "config" / name
+    result = CliRunner().invoke(cli, ["config", "show", "--config", str(source)])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    cfg = load_config(source)
+    for section in ("thermal", "visible", "ptz", "lidar", "gnss", "relay"):
+        device = getattr(cfg, section)
+        if device is None:
+            assert shown[section] is None
+            continue
+        assert shown[section]["type"] == device.type
+        assert set(shown[section]) == set(type(device).model_fields), section
+    # what `show` prints is a config that loads back to the same one
+    again = tmp_path / "shown.yaml"
+    again.write_text(result.output, encoding="utf-8")
+    assert load_config(again) == cfg
