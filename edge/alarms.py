@@ -15,6 +15,7 @@ from typing import Any, Literal, NamedTuple, get_args
 import numpy as np
 import structlog
 
+from detectors.geometry import angle_diff_deg
 from edge.geodesy import distance_bearing, geodetic_to_enu
 from edge.geolocation import Geolocation
 from edge.messages import AlarmMessage, AlarmState, RangeSource, build_alarm
@@ -239,10 +240,6 @@ class AlarmEvent:
     spread_bearing_deg: float | None
     confidence: float
 
-    def to_payload(self, tower: Mapping[str, Any]) -> dict[str, Any]:
-        """The `towerwatch.alarm/1` JSON object; tower is {"id", "lat", "lon"}."""
-        return self.to_message(tower).to_dict()
-
     def to_message(self, tower: Mapping[str, Any]) -> AlarmMessage:
         """The validated `towerwatch.alarm/1` message; tower is {"id", "lat", "lon"}.
 
@@ -388,11 +385,6 @@ class _Alarm:
         if alarm.last_event.state not in ("confirmed", "updated"):
             raise ValueError(f"alarm {alarm.alarm_id}: open with state {alarm.last_event.state}")
         return alarm
-
-
-def _angle_diff_deg(a_deg: float, b_deg: float) -> float:
-    """Smallest absolute difference of two directions, in [0, 180]."""
-    return abs((a_deg - b_deg + 180.0) % 360.0 - 180.0)
 
 
 def _stamp(t_s: float) -> str:
@@ -726,9 +718,7 @@ class AlarmBook:
                 distance_m, _ = distance_bearing(known.lat, known.lon, fire.lat, fire.lon)
                 score = distance_m / self.merge_radius_m
             else:
-                score = (
-                    _angle_diff_deg(known.bearing_deg, fire.bearing_deg) / self.merge_bearing_deg
-                )
+                score = angle_diff_deg(known.bearing_deg, fire.bearing_deg) / self.merge_bearing_deg
             if score <= 1.0 and (best is None or score < best[0]):
                 best = (score, alarm)
         return None if best is None else best[1]
@@ -771,7 +761,7 @@ class AlarmBook:
             moved_m, _ = distance_bearing(before.lat, before.lon, now_obs.lat, now_obs.lon)
             if moved_m >= self.update_position_m:
                 reasons.append("position")
-        elif _angle_diff_deg(before.bearing_deg, now_obs.bearing_deg) >= self.update_bearing_deg:
+        elif angle_diff_deg(before.bearing_deg, now_obs.bearing_deg) >= self.update_bearing_deg:
             reasons.append("position")
         small, large = sorted((before.a_eq_m2, now_obs.a_eq_m2))
         if large > 0.0 and (small == 0.0 or large / small >= self.update_size_ratio):
@@ -782,7 +772,7 @@ class AlarmBook:
         if (old_spread is None) != (spread is None) or (
             old_spread is not None
             and spread is not None
-            and _angle_diff_deg(old_spread, spread) >= self.update_spread_deg
+            and angle_diff_deg(old_spread, spread) >= self.update_spread_deg
         ):
             reasons.append("spread")
         return reasons

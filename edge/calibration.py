@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detectors.geometry import DEFAULT_REFRACTION_K, horizon_dip_deg
 from drivers.ptz_calibration import PtzCalibration
-from edge.geodesy import DEFAULT_REFRACTION_K, EARTH_RADIUS_M, geodesic_inverse
+from edge.geodesy import geodesic_inverse
 from edge.geolocation import Pose, TowerSite, bearing_elevation_to
 
 # Acceptance limit for the landmark fit (algorithms.md §7): 0.02° is 3.5 m at 10 km,
@@ -208,17 +209,6 @@ def solve_north_offset(
             - base.levelling_deg(pan),
         }
     )
-
-
-def horizon_dip_deg(height_above_surface_m: float, k: float = DEFAULT_REFRACTION_K) -> float:
-    """Dip of a water horizon below level: √(2h(1 − k)/R_E) (0.19° from 40 m at k = 0.13)."""
-    if height_above_surface_m <= 0.0:
-        raise ValueError(
-            f"height above the water surface must be positive, got {height_above_surface_m} m"
-        )
-    if k >= 1.0:
-        raise ValueError(f"refraction k must be < 1 for a visible horizon, got {k}")
-    return math.degrees(math.sqrt(2.0 * height_above_surface_m * (1.0 - k) / EARTH_RADIUS_M))
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,10 @@ from detectors import radiometry
 from detectors.blobs import make_blobs
 from detectors.hotspot import HotspotParams, detect_hotspots, radiance_lut
 from detectors.pipeline import pan_tilt_to_pixel, pixel_to_pan_tilt
-from detectors.solar import sun_position
 from detectors.zoom_test import BlobMeasurement, measure, zoom_test
 from drivers.base import Frame
 from edge.config import TowerConfig
-from edge.detection import Candidate, detection_params
+from edge.detection import Candidate, DetectionContext, ThermalStage
 
 Outcome = Literal["confirmed", "dismissed", "undecided"]
 
@@ -80,8 +79,11 @@ class Verdict:
 
 @dataclass
 class ConfirmationScan:
-    cfg: TowerConfig
+    """The zoomed-in look at one candidate; persistence_fraction of frames must see it."""
+
+    context: DetectionContext
     candidate: Candidate
+    persistence_fraction: float
     frames: int = 0
     sightings: list[Sighting] = field(default_factory=list)
     last_frame: Frame | None = None
@@ -90,7 +92,6 @@ class ConfirmationScan:
     def add_frame(self, frame: Frame, pose: tuple[float, float, float], now: float) -> None:
         self.frames += 1
         pan, tilt, hfov = pose
-        cam = self.cfg.camera
         height, width = frame.image.shape[:2]
         ex, ey = pan_tilt_to_pixel(
             self.candidate.pan_deg, self.candidate.tilt_deg, pan, tilt, hfov, width, height
@@ -103,9 +104,8 @@ class ConfirmationScan:
             frame.image[y0 : y0 + 2 * SEARCH_HALF_PX, x0 : x0 + 2 * SEARCH_HALF_PX],
             dtype=np.float32,
         )
-        _, sun_el = sun_position(frame.t, self.cfg.tower.lat, self.cfg.tower.lon)
-        is_day = sun_el > self.cfg.detection.sun_elevation_day_deg
-        params = detection_params(self.cfg.detection).hotspot(is_day, cam.radiometric)
+        is_day = self.context.is_day(frame.t)
+        params = self.context.params.hotspot(is_day, self.context.radiometric)
         result = detect_hotspots(crop, params, _lut(params))
         ifov_rad = math.radians(hfov) / width
         blobs = make_blobs(
@@ -192,7 +192,7 @@ class ConfirmationScan:
             evidence["zoom_decisive"] = zoom.decisive
             if zoom.decisive and not zoom.compact:
                 return result("dismissed", "extended")
-        if persistence < self.cfg.confirmation.persistence_fraction:
+        if persistence < self.persistence_fraction:
             return result("undecided", "intermittent")
         compact = zoom is not None and zoom.decisive and zoom.compact
         confidence = min(1.0, 0.5 + 0.3 * persistence + (0.2 if compact else 0.0))
@@ -208,11 +208,8 @@ class ConfirmationScan:
             return False
         extended = sum(1 for s in day if not s.compact)
         hottest_k = max(s.peak_k for s in day)
-        limit_k = detection_params(self.cfg.detection).suppression.extended_solar_max_k
+        limit_k = self.context.params.suppression.extended_solar_max_k
         return extended > len(day) / 2 and hottest_k < limit_k
-
-    def seen(self) -> bool:
-        return bool(self.sightings)
 
     def _drift_px(self) -> float:
         """Largest distance of a sighting from the median position."""
@@ -238,17 +235,16 @@ class ConfirmationScan:
 def warm_up_detection(cfg: TowerConfig) -> None:
     """Run the thermal stage and the confirmation once on a synthetic frame (throwaway
     state), so every numba kernel is loaded from its cache or compiled before service."""
-    from edge.detection import ThermalStage
-
     cam = cfg.camera
+    context = DetectionContext.from_config(cfg)
     image = np.full((cam.height_px, cam.width_px), 290.0, dtype=np.float32)
     image[cam.height_px // 2, cam.width_px // 2] = 400.0
     t = 1.0e9
     frame = Frame(image, t, 0, True, 0.0, 0.0, cam.hfov_deg)
     pose = (0.0, 0.0, cam.hfov_deg)
-    ThermalStage(cfg).process(frame, pose, t)
+    ThermalStage(context).process(frame, pose, t)
     candidate = Candidate(t, 0.0, 0.0, cam.hfov_deg, cam.width_px / 2, cam.height_px / 2,
                           0.0, 400.0, 110.0, 0.0, True)  # fmt: skip
-    scan = ConfirmationScan(cfg, candidate)
+    scan = ConfirmationScan(context, candidate, cfg.confirmation.persistence_fraction)
     scan.add_frame(frame, pose, t)
     scan.verdict()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from detectors.geometry import criterion_k
 from detectors.radiometry import (
     Atmosphere,
     Optics,
@@ -15,10 +16,6 @@ from detectors.radiometry import (
     max_detectable_range_m,
 )
 from edge.config import CameraSettings, CoverageSettings, WeatherSettings
-
-# Single-look design criterion at the worst sub-pixel position (algorithms.md §1).
-CRITERION_DAY_K = 10.0
-CRITERION_NIGHT_K = 6.0
 
 
 @dataclass(frozen=True)
@@ -57,7 +54,7 @@ def mission_ranges(
     """For each mission fire (design case C), the farthest range it is still detected at."""
     optics = optics_of(camera)
     atmosphere = atmosphere_of(weather)
-    criterion = CRITERION_DAY_K if is_day else CRITERION_NIGHT_K
+    criterion = criterion_k(is_day)
     background_k = weather.air_temp_c + 273.15
     return [
         MissionRange(

@@ -4,9 +4,10 @@ One thread owns all state (STYLE.md §7). Devices deliver in their own threads (
 queue, PTZ worker, MQTT); this loop waits for frames, never for wall time, so it runs
 unchanged against a simulated tower that is many times faster than real time.
 
-Looks: the head is always doing one *look* — a patrol stop, a confirmation of a
-candidate, a revisit of an open alarm, a recheck asked by the hub, or a hold. A look is
-move → settle → dwell; frames only count once the head has settled.
+Looks: the head is always doing one *look* (edge.looks) — a patrol stop, a confirmation
+of a candidate, a revisit of an open alarm, a recheck asked by the hub, or a hold. A look
+is move → settle → dwell; frames only count once the head has settled. Which look comes
+next is the pure LookScheduler's choice; this module moves the head and feeds frames.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import math
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from detectors.geometry import signed_delta_deg
 from detectors.solar import sun_position
 from drivers.base import DriverState, Frame
 from edge import __version__, sdnotify
@@ -28,8 +30,8 @@ from edge.alarms import AlarmBook, AlarmEvent, FireObservation
 from edge.clock import CameraClock, Clock, SystemClock
 from edge.config import TowerConfig
 from edge.confirm import ConfirmationScan, Verdict, warm_up_detection
-from edge.coverage import coverage_range_m, mission_ranges
-from edge.detection import Candidate, ThermalStage
+from edge.coverage import atmosphere_of, coverage_range_m, mission_ranges
+from edge.detection import Candidate, DetectionContext, ThermalStage
 from edge.devices import Devices, build_devices
 from edge.geodesy import distance_bearing
 from edge.geolocation import (
@@ -37,10 +39,13 @@ from edge.geolocation import (
     Geolocation,
     TowerSite,
     bearing_elevation_to,
+    check_target,
     geolocate,
 )
 from edge.lidar_probe import LidarProbe, ProbeResult
+from edge.looks import SCANNED_KINDS, Look, LookKind, LookScheduler, LookSettings, patrol_stops
 from edge.messages import (
+    COMMAND_MODELS,
     Command,
     CommandError,
     GotoCommand,
@@ -54,17 +59,11 @@ from edge.messages import (
     iso_z,
     parse_command,
 )
-from edge.patrol import (
-    PatrolPlan,
-    Stop,
-    approach_waypoints,
-    signed_delta_deg,
-    sun_in_view,
-    tile_sector,
-)
+from edge.patrol import PatrolPlan, approach_waypoints
 from edge.ptz_worker import PtzWorker
 from edge.secrets import FileSecretStore
 from edge.snapshot import render_snapshot, save_snapshot
+from edge.topics import CommandVerb
 from edge.uplink import Uplink
 
 log = structlog.get_logger(__name__)
@@ -80,36 +79,6 @@ _SENSOR_STATE: dict[DriverState, SensorState] = {
     DriverState.CLOSED: "failed",
     DriverState.FAILED: "failed",
 }  # watchdog is fed only if a frame was processed this recently
-
-
-@dataclass
-class Look:
-    purpose: str  # patrol | confirm | revisit | recheck | hold
-    pan_deg: float
-    tilt_deg: float
-    hfov_deg: float
-    dwell_s: float
-    settle_s: float
-    waypoints: list[float] = field(default_factory=list)
-    request_id: int | None = None
-    started_at: float = 0.0
-    arrived_at: float | None = None
-    stop: Stop | None = None
-    candidate: Candidate | None = None
-    scan: ConfirmationScan | None = None
-    probe: LidarProbe | None = None
-    alarm_id: str | None = None
-    revisit_count: int = 0
-    frames_used: int = 0
-
-
-@dataclass
-class Dismissed:
-    pan_deg: float
-    tilt_deg: float
-    reason: str
-    until: float
-    a_eq: float
 
 
 class TowerDaemon:
@@ -136,7 +105,6 @@ class TowerDaemon:
             "skipped_for_sun": 0,
             "looks_refused_sun": 0,
         }
-        self.dismissed: list[Dismissed] = []
         self.devices: Devices | None = None
         self.uplink: Uplink | None = None
         self.ptz: PtzWorker | None = None
@@ -149,36 +117,29 @@ class TowerDaemon:
             merge_bearing_deg=cfg.alarm.merge_bearing_deg,
             revisit_interval_s=cfg.alarm.revisit_interval_s,
         )
-        stops = (
-            [
-                Stop(i, cfg.patrol.azimuth_start_deg, cfg.patrol.tilt_deg, cfg.camera.hfov_deg, p)
-                for i, p in enumerate(cfg.patrol.presets)
-            ]  # fmt: skip
-            if cfg.patrol.presets
-            else tile_sector(
-                cfg.patrol.azimuth_start_deg,
-                cfg.patrol.azimuth_span_deg,
-                cfg.patrol.tilt_deg,
-                cfg.camera.hfov_deg,
-                cfg.patrol.overlap_fraction,
-            )
-        )
-        self.patrol = PatrolPlan(stops)
-        self.thermal_stage = ThermalStage(cfg, patrol_stops=len(stops))
+        stops = patrol_stops(cfg)
+        self.looks = LookScheduler(LookSettings.from_config(cfg), PatrolPlan(stops))
+        self.detection = DetectionContext.from_config(cfg, patrol_stops=len(stops))
+        self.thermal_stage = ThermalStage(self.detection)
         self.look: Look | None = None
-        self.pending_looks: list[Look] = []
         self.last_visible: Frame | None = None
         self.started_wall = time.monotonic()
         self.first_frame_t: float | None = None
         self.last_frame_wall: float | None = None
         self.last_status_wall = -math.inf
         self.last_watchdog_wall = -math.inf
-        self.cycle_started_t: float | None = None
-        self.patrol_cycle_s: float | None = None
-        self.hold_until: float | None = None
         self.relay_closed_at: float | None = None
         self.site = TowerSite(cfg.tower.lat, cfg.tower.lon, cfg.tower.camera_altitude_m)
         self.terrain = self._load_terrain()
+        # The one command table: verb → payload model (edge.messages) → handler here.
+        self._command_handlers: dict[CommandVerb, Callable[[Any, float], None]] = {
+            CommandVerb.RECHECK: self._recheck,
+            CommandVerb.GOTO: self._goto,
+            CommandVerb.TEST_ALARM: self._test_alarm,
+            CommandVerb.RELAY_RESET: self._relay_reset,
+        }
+        if set(self._command_handlers) != set(COMMAND_MODELS):
+            raise RuntimeError("every command verb needs exactly one payload model and handler")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -195,14 +156,16 @@ class TowerDaemon:
         # frame, so the main loop never stalls past the systemd watchdog
         warm_up_detection(cfg)
         self.uplink.start()
-        self.uplink.subscribe_commands(self._on_command)
+        self.uplink.subscribe_commands(
+            lambda verb, payload: self.handle_command(parse_command(verb, payload))
+        )
         # An alarm saved just before a crash may never have reached the outbox: queue the
         # newest event of each alarm again; the hub de-duplicates on (alarm_id, seq).
         tower = self._tower_ref()
         for event in self.alarms.events_for_resend():
             self.uplink.send_alarm(event.to_message(tower))
         sdnotify.ready()
-        log.info("daemon started", tower=cfg.tower.id, stops=len(self.patrol.stops),
+        log.info("daemon started", tower=cfg.tower.id, stops=len(self.looks.patrol.stops),
                  hfov_deg=round(cfg.camera.hfov_deg, 3))  # fmt: skip
         try:
             while not self.stop_event.is_set() and not self._duration_elapsed():
@@ -279,7 +242,6 @@ class TowerDaemon:
         now = self.clock.now()
         if self.first_frame_t is None:
             self.first_frame_t = now
-            self.cycle_started_t = now
             log.info("first frame", startup_s=round(time.monotonic() - self.started_wall, 3))
         self.last_frame_wall = time.monotonic()
         self.counters["frames"] += 1
@@ -302,7 +264,7 @@ class TowerDaemon:
             look.probe.poll()
         if look.scan is not None:
             look.scan.add_frame(frame, pose, now)
-        elif look.purpose != "hold":
+        elif look.kind != LookKind.HOLD:
             for candidate in self.thermal_stage.process(frame, pose, now):
                 self._on_candidate(candidate, look, now)
                 if self.look is not look:
@@ -326,10 +288,9 @@ class TowerDaemon:
 
     def _start_look(self, look: Look, now: float) -> None:
         assert self.ptz is not None
-        if look.purpose != "patrol" and self._sun_in(look, now):
-            # the patrol plan already avoids the sun; any other look is checked here
+        if self.looks.sun_blocks(look, *self._sun(now)):
             self.counters["looks_refused_sun"] += 1
-            log.warning("look refused: the sun would be in view", purpose=look.purpose,
+            log.warning("look refused: the sun would be in view", kind=look.kind,
                         pan_deg=round(look.pan_deg, 3), tilt_deg=round(look.tilt_deg, 3))  # fmt: skip
             self.look = None
             return
@@ -338,17 +299,16 @@ class TowerDaemon:
         look.waypoints = approach_waypoints(current, look.pan_deg)
         look.started_at = now
         look.arrived_at = None
+        if look.kind in SCANNED_KINDS and look.scan is None and look.candidate is not None:
+            look.scan = ConfirmationScan(self.detection, look.candidate,
+                                         self.cfg.confirmation.persistence_fraction)  # fmt: skip
         look.request_id = self.ptz.move_to(look.waypoints[0], look.tilt_deg, look.hfov_deg)
         self.look = look
-        log.debug("look", purpose=look.purpose, pan_deg=round(look.pan_deg, 3),
+        log.debug("look", kind=look.kind, pan_deg=round(look.pan_deg, 3),
                   tilt_deg=round(look.tilt_deg, 3), hfov_deg=round(look.hfov_deg, 3))  # fmt: skip
 
-    def _sun_in(self, look: Look, now: float) -> bool:
-        cfg = self.cfg
-        sun_az, sun_el = sun_position(now, cfg.tower.lat, cfg.tower.lon)
-        vfov = look.hfov_deg * cfg.camera.height_px / cfg.camera.width_px
-        return sun_in_view(look.pan_deg, look.tilt_deg, look.hfov_deg, vfov, sun_az, sun_el,
-                           cfg.patrol.sun_avoidance_margin_deg)  # fmt: skip
+    def _sun(self, now: float) -> tuple[float, float]:
+        return sun_position(now, self.cfg.tower.lat, self.cfg.tower.lon)
 
     def _advance_motion(self, look: Look, now: float) -> bool:
         """True once the head has arrived at the look's pose (settling counts from then)."""
@@ -374,45 +334,16 @@ class TowerDaemon:
             return True
         if now - look.started_at > MOVE_TIMEOUT_S:
             self.counters["looks_abandoned"] += 1
-            log.warning("head did not arrive", purpose=look.purpose, pan_deg=look.pan_deg,
+            log.warning("head did not arrive", kind=look.kind, pan_deg=look.pan_deg,
                         error=reading.error)  # fmt: skip
             self.look = None
         return False
 
     def _next_look(self, now: float) -> Look | None:
-        if self.hold_until is not None and now < self.hold_until:
+        look = self.looks.next_look(now, self.alarms.due_revisits(now), *self._sun(now))
+        self.counters["skipped_for_sun"] = self.looks.patrol.skipped_for_sun
+        if look is None:
             return None
-        self.hold_until = None
-        if self.pending_looks:
-            look = self.pending_looks.pop(0)
-            self._start_look(look, now)
-            return self.look
-        for alarm in self.alarms.due_revisits(now):
-            obs = alarm.observation
-            look = self._revisit_look(alarm.alarm_id, obs.bearing_deg, obs.elevation_deg)
-            self._start_look(look, now)
-            return self.look
-        cfg = self.cfg
-        sun_az, sun_el = sun_position(now, cfg.tower.lat, cfg.tower.lon)
-        before = self.patrol.cycles_completed
-        stop = self.patrol.take_next_clear_of_sun(
-            cfg.camera.vfov_deg, sun_az, sun_el, cfg.patrol.sun_avoidance_margin_deg
-        )
-        self.counters["skipped_for_sun"] = self.patrol.skipped_for_sun
-        if self.patrol.cycles_completed > before and self.cycle_started_t is not None:
-            self.patrol_cycle_s = now - self.cycle_started_t
-            self.cycle_started_t = now
-        if stop is None:
-            return None
-        look = Look(
-            "patrol",
-            stop.pan_deg,
-            stop.tilt_deg,
-            stop.hfov_deg,
-            dwell_s=cfg.patrol.dwell_s,
-            settle_s=cfg.patrol.settle_s,
-            stop=stop,
-        )
         self._start_look(look, now)
         return self.look
 
@@ -424,21 +355,11 @@ class TowerDaemon:
         look.probe = LidarProbe(self.devices.lidar)
         look.probe.start(look.pan_deg, look.tilt_deg)
 
-    def _revisit_look(self, alarm_id: str, bearing_deg: float, elevation_deg: float) -> Look:
-        c = self.cfg
-        look = Look("revisit", bearing_deg, elevation_deg, c.camera.zoom_hfov_deg,
-                    dwell_s=c.confirmation.dwell_s, settle_s=c.confirmation.settle_s,
-                    alarm_id=alarm_id)  # fmt: skip
-        look.scan = ConfirmationScan(
-            c, Candidate.expected_at(bearing_deg, elevation_deg, c.camera.hfov_deg)
-        )
-        return look
-
     def _finish_look(self, look: Look, now: float) -> None:
         self.look = None
-        if look.purpose == "confirm" and look.scan is not None:
+        if look.kind == LookKind.CONFIRM and look.scan is not None:
             self._conclude_confirmation(look, look.scan.verdict(), now)
-        elif look.purpose == "revisit" and look.alarm_id is not None and look.scan is not None:
+        elif look.kind == LookKind.REVISIT and look.alarm_id is not None and look.scan is not None:
             verdict = look.scan.verdict()
             if verdict.outcome == "confirmed":
                 lidar = look.probe.result() if look.probe is not None else None
@@ -454,45 +375,17 @@ class TowerDaemon:
 
     def _on_candidate(self, candidate: Candidate, look: Look, now: float) -> None:
         self.counters["candidates"] += 1
-        for alarm in self.alarms.open_alarms():
-            # A known fire seen again from the patrol: its scheduled revisit measures it
-            # zoomed in; no new confirmation scan is spent on it.
-            bearing_gap = abs(signed_delta_deg(alarm.observation.bearing_deg, candidate.pan_deg))
-            if bearing_gap <= self.cfg.alarm.merge_bearing_deg:
-                log.debug("candidate at an open alarm", alarm_id=alarm.alarm_id)
-                return
-        for d in self.dismissed:
-            if (
-                d.until > now
-                and abs(signed_delta_deg(d.pan_deg, candidate.pan_deg)) < 0.3
-                and abs(d.tilt_deg - candidate.tilt_deg) < 0.3
-                and candidate.a_eq_m2_per_range2 < 2.0 * d.a_eq
-            ):
-                log.debug("candidate at a dismissed spot", reason=d.reason)
-                return
-        c = self.cfg
-        confirm = Look(
-            "confirm",
-            candidate.pan_deg,
-            candidate.tilt_deg,
-            c.camera.zoom_hfov_deg,
-            dwell_s=c.confirmation.dwell_s,
-            settle_s=c.confirmation.settle_s,
-            candidate=candidate,
-            alarm_id=look.alarm_id,
-            revisit_count=look.revisit_count,
-        )
-        confirm.scan = ConfirmationScan(c, candidate)
-        if look.purpose == "patrol" and look.stop is not None:
-            # resume the patrol at the interrupted stop afterwards
-            self.patrol.resume_at(look.stop.index)
+        confirm = self.looks.on_candidate(candidate, look, self.alarms.open_alarms(), now)
+        if confirm is None:
+            log.debug("candidate at an open alarm or a dismissed spot",
+                      pan_deg=round(candidate.pan_deg, 3))  # fmt: skip
+            return
         log.info("candidate: confirming", pan_deg=round(candidate.pan_deg, 3),
                  tilt_deg=round(candidate.tilt_deg, 3), score=round(candidate.score, 2))  # fmt: skip
         self._start_look(confirm, now)
 
     def _conclude_confirmation(self, look: Look, verdict: Verdict, now: float) -> None:
         assert look.candidate is not None
-        c = self.cfg
         if verdict.outcome == "confirmed":
             self.counters["confirmed"] += 1
             lidar = look.probe.result() if look.probe is not None else None
@@ -505,25 +398,10 @@ class TowerDaemon:
             log.info("fire confirmed", bearing_deg=round(verdict.bearing_deg, 3),
                      range_m=geo.range_m, bearing_only=geo.bearing_only)  # fmt: skip
             return
-        if verdict.outcome == "undecided" and look.revisit_count < c.confirmation.max_revisits:
-            again = Look("confirm", look.pan_deg, look.tilt_deg, look.hfov_deg,
-                         dwell_s=look.dwell_s, settle_s=look.settle_s, candidate=look.candidate,
-                         revisit_count=look.revisit_count + 1)  # fmt: skip
-            again.scan = ConfirmationScan(c, look.candidate)
-            self.hold_until = None
-            self.pending_looks.append(again)
+        if verdict.outcome == "undecided" and self.looks.undecided(look, now):
             return
         self.counters["dismissed"] += 1
-        self.dismissed = [d for d in self.dismissed if d.until > now]
-        self.dismissed.append(
-            Dismissed(
-                look.candidate.pan_deg,
-                look.candidate.tilt_deg,
-                verdict.reason,
-                now + c.confirmation.dismissed_memory_s,
-                look.candidate.a_eq_m2_per_range2,
-            )
-        )
+        self.looks.dismiss(look.candidate, verdict.reason, now)
         log.info("candidate dismissed", reason=verdict.reason, pan_deg=round(look.pan_deg, 3))
 
     def _geolocate(
@@ -554,7 +432,7 @@ class TowerDaemon:
         range_m = geo.range_m
         if range_m is None and math.isfinite(geo.range_min_m) and math.isfinite(geo.range_max_m):
             range_m = 0.5 * (geo.range_min_m + geo.range_max_m)  # bearing-only: mid-interval
-        a_eq_m2 = verdict.a_eq_m2(range_m, self.thermal_stage.transmittance(range_m))
+        a_eq_m2 = verdict.a_eq_m2(range_m, self._transmittance(range_m))
         return FireObservation.from_geolocation(
             geo,
             t=now,
@@ -565,6 +443,13 @@ class TowerDaemon:
             | ({"lidar": lidar.evidence} if lidar is not None else {}),
             confidence=verdict.confidence,
         )
+
+    def _transmittance(self, range_m: float | None) -> float:
+        """Fire-spectrum transmittance of today's air over ``range_m`` (1 when unknown)."""
+        if range_m is None:
+            return 1.0
+        w = self.cfg.weather
+        return float(atmosphere_of(w).transmittance(range_m, 1000.0, w.air_temp_c + 273.15))
 
     def _bearing_sigma_deg(self, hfov_deg: float) -> float:
         """1-σ of a stated bearing: pan calibration and the centroid's pixel quantisation.
@@ -639,9 +524,18 @@ class TowerDaemon:
 
     # ------------------------------------------------------------------ commands
 
-    def _on_command(self, verb: str, payload: bytes) -> dict[str, Any]:
-        """Runs on the MQTT thread: validate, queue for the main loop, reply at once."""
-        command = parse_command(verb, payload)
+    def handle_command(self, command: Command) -> Mapping[str, Any]:
+        """The uplink's handler (MQTT thread): refuse what cannot be done, queue the rest.
+
+        Only immutable config is read here; the main loop carries the command out.
+        """
+        verb = command.verb.value
+        if isinstance(command, RecheckCommand) and command.lat is not None:
+            assert command.lon is not None
+            try:
+                check_target(self.site, command.lat, command.lon, self.cfg.geolocation.max_range_m)
+            except ValueError as err:
+                raise CommandError(f"{verb}: {err}") from None
         try:
             self.commands.put_nowait(command)
         except queue.Full:
@@ -655,41 +549,34 @@ class TowerDaemon:
             except queue.Empty:
                 return
             self.counters["commands"] += 1
-            log.info("command", command=type(command).__name__, request_id=command.request_id)
-            now = self.clock.now()
-            self._execute(command, now)
+            log.info("command", verb=command.verb.value, request_id=command.request_id)
+            self._command_handlers[command.verb](command, self.clock.now())
 
-    def _execute(self, command: Command, now: float) -> None:
-        c = self.cfg
-        if isinstance(command, TestAlarmCommand):
-            assert self.uplink is not None
-            event = self.alarms.test_alarm(
-                now, bearing_sigma_deg=self._bearing_sigma_deg(c.camera.hfov_deg)
-            )
-            tower = self._tower_ref()
-            self.uplink.send_alarm(event.to_message(tower))
-        elif isinstance(command, RelayResetCommand):
-            self._open_relay("relay-reset command")
-        elif isinstance(command, GotoCommand):
-            look = Look("hold", command.pan_deg, command.tilt_deg,
-                        command.hfov_deg or c.camera.hfov_deg, dwell_s=command.hold_s,
-                        settle_s=0.0)  # fmt: skip
-            self.look = None
-            self._start_look(look, now)
-        elif isinstance(command, RecheckCommand):
-            if command.bearing_deg is not None:
-                pan = command.bearing_deg
-                tilt = (
-                    command.elevation_deg
-                    if command.elevation_deg is not None
-                    else c.patrol.tilt_deg
-                )
-            else:
-                assert command.lat is not None and command.lon is not None
-                pan, tilt = bearing_elevation_to(self.site, command.lat, command.lon,
-                                                 c.tower.ground_elevation_m)  # fmt: skip
-            self.pending_looks.insert(0, Look("recheck", pan, tilt, c.camera.hfov_deg,
-                                              dwell_s=c.patrol.dwell_s, settle_s=c.patrol.settle_s))  # fmt: skip
+    def _test_alarm(self, command: TestAlarmCommand, now: float) -> None:
+        assert self.uplink is not None
+        hfov_deg = self.cfg.camera.hfov_deg
+        event = self.alarms.test_alarm(now, bearing_sigma_deg=self._bearing_sigma_deg(hfov_deg))
+        self.uplink.send_alarm(event.to_message(self._tower_ref()))
+
+    def _relay_reset(self, command: RelayResetCommand, now: float) -> None:
+        self._open_relay("relay-reset command")
+
+    def _goto(self, command: GotoCommand, now: float) -> None:
+        look = self.looks.hold_look(command.pan_deg, command.tilt_deg, command.hfov_deg,
+                                    command.hold_s)  # fmt: skip
+        self.look = None
+        self._start_look(look, now)
+
+    def _recheck(self, command: RecheckCommand, now: float) -> None:
+        if command.bearing_deg is not None:
+            look = self.looks.recheck_look(command.bearing_deg, command.elevation_deg)
+        else:
+            assert command.lat is not None and command.lon is not None
+            pan, tilt = bearing_elevation_to(self.site, command.lat, command.lon,
+                                             self.cfg.tower.ground_elevation_m)  # fmt: skip
+            look = self.looks.recheck_look(pan, tilt)
+        if not self.looks.queue(look, first=True):
+            log.warning("recheck dropped: too many looks waiting", request_id=command.request_id)
 
     # ------------------------------------------------------------------ status
 
@@ -739,7 +626,7 @@ class TowerDaemon:
                         f"gnss: fix {fix.lat:.6f}, {fix.lon:.6f} is {offset_m:.0f} m from "
                         f"tower.lat/tower.lon (tolerance {GNSS_POSITION_TOLERANCE_M:.0f} m)"
                     )
-        is_day = self._is_day(now)
+        is_day = self.detection.is_day(now or time.time())
         ranges = mission_ranges(c.camera, c.weather, c.coverage, is_day=is_day)
         for r in ranges:
             if not r.met:
@@ -762,7 +649,7 @@ class TowerDaemon:
             sensors=sensors,
             outbox_depth=uplink.outbox_depth,
             position=position,
-            patrol_cycle_s=self.patrol_cycle_s,
+            patrol_cycle_s=self.looks.patrol_cycle_s,
             detection_range_m=coverage_range_m(ranges),
             counters=counters,
         )
@@ -772,7 +659,3 @@ class TowerDaemon:
         status = self.status_message(now)
         self.uplink.publish_status(status)
         sdnotify.status(f"{status.state}: {', '.join(status.reasons) or 'all sensors ok'}")
-
-    def _is_day(self, now: float) -> bool:
-        _, sun_el = sun_position(now or time.time(), self.cfg.tower.lat, self.cfg.tower.lon)
-        return sun_el > self.cfg.detection.sun_elevation_day_deg

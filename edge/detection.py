@@ -1,21 +1,26 @@
 """The daemon's thermal stage: the shared detection pipeline fed with this tower's context.
 
-It adds what the pure pipeline cannot know by itself: the sun's position and day or
-night at the frame's time, the tower's known heat sources turned into angles, and the
-horizon seen from the mast. It returns the candidates the PTZ should confirm and counts
-the rejections by reason for the status topic.
+DetectionContext is built once from the config and holds what the pure pipeline cannot
+know by itself: thresholds (with the sky margin and the pose-memory capacity), the
+day/night rule, the tower's known heat sources turned into angles (widened by the
+pointing drift), the mapped roads and the horizon seen from the mast. The daemon's
+ThermalStage, the confirmation scan and `towerwatch replay` all use it, so they decide
+alike. ThermalStage returns the candidates the PTZ should confirm and counts the
+rejections by reason for the status topic.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import structlog
 
 from detectors import radiometry
+from detectors.geometry import angle_diff_deg, horizon_dip_deg
 from detectors.pipeline import (
     AngularSource,
     Decision,
@@ -27,9 +32,7 @@ from detectors.pipeline import (
 from detectors.solar import sun_position
 from detectors.zoom_test import BlobMeasurement, measure
 from drivers.base import Frame
-from edge.calibration import horizon_dip_deg
 from edge.config import DetectionSettings, KnownSource, MappedRoad, TowerConfig
-from edge.coverage import atmosphere_of
 from edge.geodesy import destination, distance_bearing
 from edge.geolocation import TowerSite, bearing_elevation_to
 
@@ -40,6 +43,9 @@ log = structlog.get_logger(__name__)
 SKY_MARGIN_DEG = 0.15
 # A known source is excluded within its radius plus this pointing tolerance (PTZ drift).
 SOURCE_DRIFT_TOLERANCE_DEG = 0.3
+# Day thresholds apply above this sun elevation when no config says otherwise (civil
+# twilight: the ground has started to warm or is still warm).
+DEFAULT_DAY_SUN_ELEVATION_DEG = -3.0
 # Roads are drawn from the ground to a vehicle's roof, widened by the pan/tilt accuracy
 # (the reference's "buffered by the bearing σ"); centre-line points every so many metres.
 VEHICLE_ROOF_M = 4.5
@@ -154,7 +160,7 @@ def road_points(
 
 
 def road_mask(
-    lines: list[list[RoadPoint]], pan_deg: float, tilt_deg: float, hfov_deg: float,
+    lines: Sequence[Sequence[RoadPoint]], pan_deg: float, tilt_deg: float, hfov_deg: float,
     width_px: int, height_px: int,
 ) -> np.ndarray | None:  # fmt: skip
     """(H, W) bool, True where a mapped road (up to a vehicle roof) lies in this view."""
@@ -166,10 +172,7 @@ def road_mask(
     for line in lines:
         previous: tuple[int, int, int, int] | None = None
         for point in line:
-            if (
-                abs((point.bearing_deg - pan_deg + 180.0) % 360.0 - 180.0)
-                > hfov_deg / 2 + margin_deg
-            ):
+            if angle_diff_deg(point.bearing_deg, pan_deg) > hfov_deg / 2 + margin_deg:
                 previous = None
                 continue
             x0, y0 = pan_tilt_to_pixel(point.bearing_deg, point.ground_elevation_deg, pan_deg,
@@ -191,75 +194,128 @@ def road_mask(
     return mask.astype(bool) if mask.any() else None
 
 
-class ThermalStage:
-    def __init__(self, cfg: TowerConfig, patrol_stops: int = 0) -> None:
-        self.cfg = cfg
+@dataclass(frozen=True)
+class DetectionContext:
+    """Everything the detectors need besides a frame and its pose, built once per tower."""
+
+    params: DetectionParams
+    width_px: int
+    height_px: int
+    radiometric: bool
+    lat: float
+    lon: float
+    day_sun_elevation_deg: float
+    horizon_elevation_deg: float | None
+    mast_height_m: float
+    known_sources: tuple[AngularSource, ...] = ()
+    roads: tuple[tuple[RoadPoint, ...], ...] = ()
+
+    @classmethod
+    def from_config(cls, cfg: TowerConfig, patrol_stops: int = 0) -> DetectionContext:
+        """The context of a configured tower; patrol_stops sizes the pose memory."""
         site = TowerSite(cfg.tower.lat, cfg.tower.lon, cfg.tower.camera_altitude_m)
-        self.known_sources = angular_sources(site, cfg.tower.ground_elevation_m, cfg.known_sources)
-        self.roads = road_points(site, cfg.tower.ground_elevation_m, cfg.roads)
+        ground_m = cfg.tower.ground_elevation_m
+        return cls(
+            params=detection_params(cfg.detection, patrol_stops),
+            width_px=cfg.camera.width_px,
+            height_px=cfg.camera.height_px,
+            radiometric=cfg.camera.radiometric,
+            lat=cfg.tower.lat,
+            lon=cfg.tower.lon,
+            day_sun_elevation_deg=cfg.detection.sun_elevation_day_deg,
+            horizon_elevation_deg=-horizon_dip_deg(cfg.tower.mast_height_m),
+            mast_height_m=cfg.tower.mast_height_m,
+            known_sources=tuple(angular_sources(site, ground_m, cfg.known_sources)),
+            roads=tuple(tuple(line) for line in road_points(site, ground_m, cfg.roads)),
+        )
+
+    @classmethod
+    def bare(
+        cls, lat: float, lon: float, width_px: int, height_px: int, radiometric: bool
+    ) -> DetectionContext:
+        """Default thresholds and no tower knowledge (no sky mask, sources or roads).
+
+        Without a config the camera's height above the land around it is unknown, so
+        nothing is masked as sky; the contextual test's own statistics handle it.
+        """
+        return cls(DetectionParams(), width_px, height_px, radiometric, lat, lon,
+                   DEFAULT_DAY_SUN_ELEVATION_DEG, None, 0.0)  # fmt: skip
+
+    def with_camera(self, width_px: int, height_px: int, radiometric: bool) -> DetectionContext:
+        return replace(self, width_px=width_px, height_px=height_px, radiometric=radiometric)
+
+    def sun(self, t: float) -> tuple[float, float, bool]:
+        """(sun azimuth, sun elevation, is_day) at unix time t: the one day/night rule."""
+        sun_az, sun_el = sun_position(t, self.lat, self.lon)
+        return sun_az, sun_el, sun_el > self.day_sun_elevation_deg
+
+    def is_day(self, t: float) -> bool:
+        return self.sun(t)[2]
+
+    def pipeline(self) -> FramePipeline:
+        """A fresh pipeline (its own tracks and pose memory) for this context."""
+        return FramePipeline(self.params, self.width_px, self.height_px,
+                             radiometric=self.radiometric,
+                             horizon_elevation_deg=self.horizon_elevation_deg)  # fmt: skip
+
+
+class ThermalStage:
+    """The wide-view detection: one pipeline over the patrol's frames, with road masks."""
+
+    def __init__(self, context: DetectionContext) -> None:
+        self.context = context
         self._road_mask_pose: tuple[float, float, float] | None = None
         self._road_mask: np.ndarray | None = None
-        self.pipeline = FramePipeline(
-            detection_params(cfg.detection, patrol_stops),
-            cfg.camera.width_px,
-            cfg.camera.height_px,
-            radiometric=cfg.camera.radiometric,
-            horizon_elevation_deg=-horizon_dip_deg(cfg.tower.mast_height_m),
-        )
+        self.pipeline = context.pipeline()
         self.rejections: Counter[str] = Counter()
 
-    def transmittance(self, range_m: float | None) -> float:
-        """Fire-spectrum transmittance of today's air over ``range_m`` (1 when unknown)."""
-        if range_m is None:
-            return 1.0
-        w = self.cfg.weather
-        return float(atmosphere_of(w).transmittance(range_m, 1000.0, w.air_temp_c + 273.15))
-
     def _ground_range_for(self, pose: tuple[float, float, float]) -> np.ndarray | None:
-        if not self.roads:
+        ctx = self.context
+        if not ctx.roads:
             return None  # only the road rule uses it
-        cam = self.cfg.camera
-        return ground_range_by_row(pose[1], pose[2], cam.width_px, cam.height_px,
-                                   self.cfg.tower.mast_height_m)  # fmt: skip
+        return ground_range_by_row(pose[1], pose[2], ctx.width_px, ctx.height_px,
+                                   ctx.mast_height_m)  # fmt: skip
 
     def _road_mask_for(self, pose: tuple[float, float, float]) -> np.ndarray | None:
-        if not self.roads:
+        ctx = self.context
+        if not ctx.roads:
             return None
         key = (round(pose[0], 3), round(pose[1], 3), round(pose[2], 3))
         if key != self._road_mask_pose:
-            cam = self.cfg.camera
-            self._road_mask = road_mask(self.roads, *key, cam.width_px, cam.height_px)
+            self._road_mask = road_mask(ctx.roads, *key, ctx.width_px, ctx.height_px)
             self._road_mask_pose = key
         return self._road_mask
 
-    def is_day(self, t: float) -> bool:
-        _, sun_el = sun_position(t, self.cfg.tower.lat, self.cfg.tower.lon)
-        return sun_el > self.cfg.detection.sun_elevation_day_deg
-
-    def process(
-        self, frame: Frame, pose: tuple[float, float, float], now: float
-    ) -> list[Candidate]:
+    def decide(
+        self, image: np.ndarray, t: float, pose: tuple[float, float, float]
+    ) -> list[Decision]:
+        """Every decision of the pipeline on one frame taken at unix time t and pose."""
         pan, tilt, hfov = pose
-        sun_az, sun_el = sun_position(frame.t, self.cfg.tower.lat, self.cfg.tower.lon)
-        image = frame.image if frame.image.dtype == np.float32 else frame.image.astype(np.float32)
-        decisions = self.pipeline.process(
+        sun_az, sun_el, is_day = self.context.sun(t)
+        return self.pipeline.process(
             image,
-            frame.t,
+            t,
             pan,
             tilt,
             hfov,
             sun_az_deg=sun_az,
             sun_el_deg=sun_el,
-            is_day=sun_el > self.cfg.detection.sun_elevation_day_deg,
-            known_sources=self.known_sources,
+            is_day=is_day,
+            known_sources=self.context.known_sources,
             road_mask=self._road_mask_for(pose),
             ground_range_m=self._ground_range_for(pose),
         )
+
+    def process(
+        self, frame: Frame, pose: tuple[float, float, float], now: float
+    ) -> list[Candidate]:
+        hfov = pose[2]
+        image = frame.image if frame.image.dtype == np.float32 else frame.image.astype(np.float32)
         candidates = []
-        for decision in decisions:
+        for decision in self.decide(image, frame.t, pose):
             if decision.event == "candidate":
                 wide = None
-                if self.cfg.camera.radiometric:
+                if self.context.radiometric:
                     bg_k = decision.peak_k - decision.delta_t_k
                     wide = measure(
                         image, decision.x, decision.y, bg_k, radiometry.band_radiance_clipped

@@ -7,24 +7,24 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+# The earth and refraction constants live in detectors.geometry (shared with the
+# simulators). The refracted line of sight uses the mean radius: the radius of curvature
+# along the actual azimuth would move the 10 km drop by < 1 cm, far below what a 0.1
+# uncertainty in the refraction coefficient does (~0.8 m). Near the ground k ranges
+# from about -4 to +16 (Hirt et al. 2010); 0.13 is the classical daytime value the
+# tower's geometry is calibrated against.
+from detectors.geometry import (
+    DEFAULT_REFRACTION_K,
+    EARTH_RADIUS_M,
+    WGS84_A_M,
+    WGS84_B_M,
+    WGS84_E2,
+    WGS84_F,
+)
+
 FloatArray = npt.NDArray[np.float64]
 
-# WGS-84 defining constants (NIMA TR8350.2).
-WGS84_A_M = 6_378_137.0
-WGS84_F = 1.0 / 298.257223563
-WGS84_B_M = WGS84_A_M * (1.0 - WGS84_F)
-WGS84_E2 = WGS84_F * (2.0 - WGS84_F)
 WGS84_EP2 = WGS84_E2 / (1.0 - WGS84_E2)
-
-# Mean earth radius for the refracted line-of-sight model (algorithms.md §7). Using the
-# radius of curvature along the actual azimuth would move the 10 km drop by < 1 cm,
-# far below what a 0.1 uncertainty in the refraction coefficient does (~0.8 m).
-EARTH_RADIUS_M = 6_371_000.0
-
-# Standard terrestrial refraction coefficient (ratio of earth radius to ray radius).
-# Near the ground it ranges from about -4 to +16 (Hirt et al. 2010); 0.13 is the
-# classical daytime value the tower's geometry is calibrated against.
-DEFAULT_REFRACTION_K = 0.13
 
 _VINCENTY_TOL_RAD = 1e-12
 _VINCENTY_MAX_ITER = 200

@@ -89,17 +89,6 @@ class Lens:
             p2=p2,
         )
 
-    @classmethod
-    def from_hfov(cls, hfov_deg: float, width_px: int, height_px: int) -> Lens:
-        """Distortion-free lens from its horizontal field of view (as recordings carry it)."""
-        if not 0.0 < hfov_deg < 180.0:
-            raise ValueError(f"lens hfov_deg must be in (0, 180), got {hfov_deg}")
-        return cls(
-            focal_length_px=(width_px / 2.0) / math.tan(math.radians(hfov_deg) / 2.0),
-            cx_px=(width_px - 1) / 2.0,
-            cy_px=(height_px - 1) / 2.0,
-        )
-
     def _distort(self, x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
         r2 = x * x + y * y
         radial = 1.0 + self.k1 * r2 + self.k2 * r2 * r2
@@ -280,6 +269,35 @@ def bearing_elevation_pixel(
     safe_z = np.where(in_front, z, 1.0)
     u, v = lens.pixel(d_cam[..., 0] / safe_z, d_cam[..., 1] / safe_z)
     return np.where(in_front, u, np.nan), np.where(in_front, v, np.nan)
+
+
+# A commanded target closer than this is the tower itself: it has no direction to look in.
+MIN_TARGET_DISTANCE_M = 10.0
+
+
+def check_target(tower: TowerSite, lat: float, lon: float, max_range_m: float) -> float:
+    """The great-circle distance (m) to a point the head is asked to look at.
+
+    ValueError names the point when it is the tower's own position or lies beyond
+    max_range_m (the antipode included, where no geodesic is defined): the spherical
+    formula used here is defined everywhere, so the check itself cannot fail.
+    """
+    lat1, lat2 = math.radians(tower.lat), math.radians(lat)
+    half_dlat = (lat2 - lat1) / 2.0
+    half_dlon = math.radians(lon - tower.lon) / 2.0
+    h = math.sin(half_dlat) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin(half_dlon) ** 2
+    distance_m = 2.0 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+    if distance_m < MIN_TARGET_DISTANCE_M:
+        raise ValueError(
+            f"({lat}, {lon}) is the tower's own position ({distance_m:.0f} m away); "
+            f"give a point at least {MIN_TARGET_DISTANCE_M:.0f} m from it"
+        )
+    if distance_m > max_range_m:
+        raise ValueError(
+            f"({lat}, {lon}) is {distance_m / 1000.0:.1f} km away, beyond "
+            f"geolocation.max_range_m ({max_range_m / 1000.0:.1f} km)"
+        )
+    return distance_m
 
 
 def bearing_elevation_to(

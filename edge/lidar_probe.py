@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from detectors.geometry import angle_diff_deg
 from detectors.lidar_returns import LidarReturn, ProfileAnalysis, analyse_profile
 from drivers.base import DriverError, LidarProfile, SmokeLidar
 
@@ -25,10 +26,6 @@ log = structlog.get_logger(__name__)
 _DIRECTION_MATCH_DEG = 0.01
 # Profiles drained per poll at most, so one poll never holds up a frame for long.
 _MAX_PROFILES_PER_POLL = 16
-
-
-def _angle_diff_deg(a: float, b: float) -> float:
-    return (a - b + 180.0) % 360.0 - 180.0
 
 
 @dataclass
@@ -119,7 +116,7 @@ class LidarProbe:
     def _take(self, profile: LidarProfile) -> bool:
         if self._bearing_deg is None:
             return False
-        if abs(_angle_diff_deg(profile.azimuth_deg, self._bearing_deg)) > _DIRECTION_MATCH_DEG:
+        if angle_diff_deg(profile.azimuth_deg, self._bearing_deg) > _DIRECTION_MATCH_DEG:
             return False
         for scan in self._scans:
             if (

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -310,12 +310,17 @@ class CommandError(Exception):
 
 
 class _Command(_Model):
+    # The verb of `cmd/<verb>` this model is the payload of: the one command table
+    # (COMMAND_MODELS) is built from it.
+    verb: ClassVar[CommandVerb]
     # Echoed in the reply so the hub can match it to its request.
     request_id: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 class RecheckCommand(_Command):
     """Look now at a bearing (and optionally an elevation), or at a lat/lon."""
+
+    verb = CommandVerb.RECHECK
 
     bearing_deg: float | None = Field(default=None, ge=0.0, lt=360.0)
     elevation_deg: float | None = Field(default=None, ge=-90.0, le=90.0)
@@ -338,6 +343,8 @@ class RecheckCommand(_Command):
 class GotoCommand(_Command):
     """Point the head at a pan/tilt (calibrated degrees) and hold it there."""
 
+    verb = CommandVerb.GOTO
+
     pan_deg: float = Field(ge=0.0, lt=360.0)
     tilt_deg: float = Field(ge=-90.0, le=90.0)
     hfov_deg: float | None = Field(default=None, gt=0.0, le=180.0)
@@ -347,21 +354,25 @@ class GotoCommand(_Command):
 class TestAlarmCommand(_Command):
     """Publish an alarm in state `test` end to end (never a real one)."""
 
+    verb = CommandVerb.TEST_ALARM
+
     note: str | None = Field(default=None, max_length=200)
 
 
 class RelayResetCommand(_Command):
     """Switch the alarm relay off and re-arm it."""
 
+    verb = CommandVerb.RELAY_RESET
 
-COMMAND_MODELS: dict[CommandVerb, type[_Command]] = {
-    CommandVerb.RECHECK: RecheckCommand,
-    CommandVerb.GOTO: GotoCommand,
-    CommandVerb.TEST_ALARM: TestAlarmCommand,
-    CommandVerb.RELAY_RESET: RelayResetCommand,
-}
 
 Command = RecheckCommand | GotoCommand | TestAlarmCommand | RelayResetCommand
+
+# verb → payload model; the daemon's handlers are keyed by the same verbs and checked
+# against this table when it starts.
+COMMAND_MODELS: Final[dict[CommandVerb, type[Command]]] = {
+    model.verb: model
+    for model in (RecheckCommand, GotoCommand, TestAlarmCommand, RelayResetCommand)
+}
 
 
 def _describe(err: ValidationError) -> str:
@@ -391,7 +402,7 @@ def parse_command(verb: str, payload: bytes) -> Command:
     if not isinstance(data, dict):
         raise CommandError(f"{verb}: payload must be a JSON object, got {type(data).__name__}")
     try:
-        command: Command = COMMAND_MODELS[known].model_validate(data)  # type: ignore[assignment]
+        command: Command = COMMAND_MODELS[known].model_validate(data)
     except ValidationError as err:
         raise CommandError(f"{verb}: {_describe(err)}") from None
     return command

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from detectors.geometry import signed_delta_deg, wrap_deg
+
 APPROACH_MARGIN_DEG = 2.0  # pre-position anticlockwise of a stop: beyond any head's backlash
 
 
@@ -22,17 +24,6 @@ class Stop:
     tilt_deg: float
     hfov_deg: float
     preset: str | None = None
-
-
-def wrap_deg(angle_deg: float) -> float:
-    """Angle in [0, 360)."""
-    return angle_deg % 360.0
-
-
-def signed_delta_deg(from_deg: float, to_deg: float) -> float:
-    """Shortest signed turn from one azimuth to another, in (-180, 180]."""
-    d = (to_deg - from_deg + 180.0) % 360.0 - 180.0
-    return 180.0 if d == -180.0 else d
 
 
 def tile_sector(
@@ -86,10 +77,6 @@ class PatrolPlan:
         self._next = 0
         self.cycles_completed = 0
         self.skipped_for_sun = 0
-
-    @property
-    def next_index(self) -> int:
-        return self._next
 
     def resume_at(self, index: int) -> None:
         """Make ``index`` the next stop (after an interruption at that stop)."""

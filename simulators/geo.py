@@ -5,26 +5,33 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import numpy.typing as npt
 
-EARTH_RADIUS_M = 6_371_000.0
-# Standard terrestrial refraction coefficient over land (algorithms.md §7).
-REFRACTION_K = 0.13
+# The earth, refraction and curvature maths are the daemon's own (detectors.geometry), so
+# the simulated world and the tower's geolocation agree by construction.
+from detectors.geometry import (
+    DEFAULT_REFRACTION_K,
+    EARTH_RADIUS_M,
+    WGS84_A_M,
+    WGS84_E2,
+    earth_drop_m,
+    horizon_dip_deg,
+)
 
-_WGS84_A = 6_378_137.0
-_WGS84_F = 1.0 / 298.257223563
-_WGS84_E2 = _WGS84_F * (2.0 - _WGS84_F)
+# The simulators' name for the standard refraction coefficient over land.
+REFRACTION_K = DEFAULT_REFRACTION_K
+
+__all__ = ["EARTH_RADIUS_M", "REFRACTION_K", "earth_drop_m", "horizon_dip_deg"]
 
 
 def _ecef(lat_deg: float, lon_deg: float, h_m: float) -> np.ndarray:
     lat = math.radians(lat_deg)
     lon = math.radians(lon_deg)
-    n = _WGS84_A / math.sqrt(1.0 - _WGS84_E2 * math.sin(lat) ** 2)
+    n = WGS84_A_M / math.sqrt(1.0 - WGS84_E2 * math.sin(lat) ** 2)
     return np.array(
         [
             (n + h_m) * math.cos(lat) * math.cos(lon),
             (n + h_m) * math.cos(lat) * math.sin(lon),
-            (n * (1.0 - _WGS84_E2) + h_m) * math.sin(lat),
+            (n * (1.0 - WGS84_E2) + h_m) * math.sin(lat),
         ]
     )
 
@@ -73,17 +80,6 @@ class LocalFrame:
 def bearing_range_to_local(bearing_deg: float, range_m: float) -> tuple[float, float]:
     b = math.radians(bearing_deg)
     return range_m * math.sin(b), range_m * math.cos(b)
-
-
-def earth_drop_m(ground_range_m: npt.ArrayLike, k: float = REFRACTION_K) -> npt.NDArray[np.float64]:
-    """How far a refracted line of sight rises above the curved ground at a distance: s²(1−k)/(2R)."""
-    s = np.asarray(ground_range_m, dtype=np.float64)
-    return np.asarray(s * s * (1.0 - k) / (2.0 * EARTH_RADIUS_M), dtype=np.float64)
-
-
-def horizon_dip_deg(eye_height_m: float, k: float = REFRACTION_K) -> float:
-    """Apparent dip of the sea-level horizon below the horizontal: √(2h(1−k)/R)."""
-    return math.degrees(math.sqrt(2.0 * eye_height_m * (1.0 - k) / EARTH_RADIUS_M))
 
 
 def apparent_elevation_deg(

@@ -66,10 +66,3 @@ class SensorModel:
         frame = frame + noise
         np.clip(frame, 0.0, SATURATION_K, out=frame)
         return frame.astype(np.float32, copy=False)
-
-
-def agc_8bit(kelvin: F32, low_pct: float = 1.0, high_pct: float = 99.0) -> npt.NDArray[np.uint8]:
-    """The 8-bit automatic-gain video a non-radiometric camera outputs (percentile stretch)."""
-    lo, hi = np.percentile(kelvin[::4, ::4], [low_pct, high_pct])
-    scale = 255.0 / max(float(hi - lo), 1e-3)
-    return np.clip((kelvin - lo) * scale, 0, 255).astype(np.uint8)

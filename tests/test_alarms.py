@@ -88,7 +88,7 @@ def test_the_payload_is_a_valid_alarm_message(state: Path) -> None:
     event = book_at(state).observe_confirmed(fire_at(45.0, 10_000.0, T0), T0)
     assert event is not None
 
-    payload = event.to_payload(TOWER)
+    payload = event.to_message(TOWER).to_dict()
     message = AlarmMessage.model_validate(payload)
 
     assert payload["schema"] == "towerwatch.alarm/1"
@@ -204,9 +204,9 @@ def test_a_bearing_only_alarm_gaining_a_range_is_updated(state: Path) -> None:
     located = book.observe_confirmed(fire_at(90.1, 12_000.0, T0 + 60.0), T0 + 60.0)
 
     assert located is not None and located.alarm_id == first.alarm_id
-    payload = AlarmMessage.model_validate(located.to_payload(TOWER))
+    payload = located.to_message(TOWER)
     assert not payload.bearing_only and payload.position is not None
-    first_payload = AlarmMessage.model_validate(first.to_payload(TOWER))
+    first_payload = first.to_message(TOWER)
     assert first_payload.bearing_only and first_payload.position is None
 
 
@@ -220,7 +220,7 @@ def test_not_seen_for_clear_after_s_clears_once(state: Path) -> None:
     [cleared] = book.due_clears(T0 + 600.0)
 
     assert (cleared.alarm_id, cleared.seq, cleared.state) == (first.alarm_id, 2, "cleared")
-    assert AlarmMessage.model_validate(cleared.to_payload(TOWER)).state == "cleared"
+    assert cleared.to_message(TOWER).state == "cleared"
     assert book.open_alarms() == []
     assert book.due_clears(T0 + 5000.0) == []
 
@@ -300,7 +300,7 @@ def test_growth_and_spread_come_from_the_track(state: Path) -> None:
     last = events[-1]
     assert last.growth_m2_per_min == pytest.approx(3.0, rel=1e-6)
     assert last.spread_bearing_deg == pytest.approx(90.0, abs=1.0)
-    assert AlarmMessage.model_validate(last.to_payload(TOWER)).size.growth_m2_per_min == (  # type: ignore[union-attr]
+    assert last.to_message(TOWER).size.growth_m2_per_min == (  # type: ignore[union-attr]
         pytest.approx(3.0)
     )
     assert all(b.t - a.t >= 30.0 for a, b in zip([first, *events], events, strict=False))
@@ -408,7 +408,7 @@ def test_a_test_alarm_never_opens_a_real_one(state: Path) -> None:
     assert test.alarm_id.startswith("tw-07-test-") and test.alarm_id != real.alarm_id
     assert [a.alarm_id for a in book.open_alarms()] == [real.alarm_id]
     assert test.alarm_id not in state.read_text()
-    message = AlarmMessage.model_validate(test.to_payload(TOWER))
+    message = test.to_message(TOWER)
     assert message.state == "test" and message.bearing_only and message.range_source == "none"
 
 

@@ -12,7 +12,7 @@ from detectors.zoom_test import measure
 from drivers.base import Frame
 from edge.config import TowerConfig, load_config
 from edge.confirm import ConfirmationScan
-from edge.detection import Candidate
+from edge.detection import Candidate, DetectionContext
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKGROUND_K = 288.0
@@ -61,7 +61,8 @@ def _frames(n: int, draw) -> list[Frame]:  # type: ignore[no-untyped-def]
 
 
 def _verdict(cfg: TowerConfig, candidate: Candidate, frames: list[Frame]):  # type: ignore[no-untyped-def]
-    scan = ConfirmationScan(cfg, candidate)
+    context = DetectionContext.from_config(cfg)
+    scan = ConfirmationScan(context, candidate, cfg.confirmation.persistence_fraction)
     for frame in frames:
         scan.add_frame(frame, (PAN, TILT, NARROW_HFOV), frame.t)
     return scan.verdict()

@@ -1,0 +1,62 @@
+"""The daemon's command table: one handler per verb, targets checked before anything is queued."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from edge.config import load_config
+from edge.daemon import TowerDaemon
+from edge.messages import COMMAND_MODELS, CommandError, GotoCommand, RecheckCommand
+from edge.topics import CommandVerb
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> TowerDaemon:
+    cfg = load_config(
+        ROOT / "config" / "simulated.yaml", [f"storage.state_dir={tmp_path / 'state'}"]
+    )
+    return TowerDaemon(cfg, stop=threading.Event())
+
+
+def test_every_verb_has_one_model_and_one_handler(daemon: TowerDaemon) -> None:
+    assert set(COMMAND_MODELS) == set(CommandVerb)
+    assert all(model.verb == verb for verb, model in COMMAND_MODELS.items())
+    assert set(daemon._command_handlers) == set(CommandVerb)
+
+
+def test_a_valid_command_is_queued_for_the_main_loop(daemon: TowerDaemon) -> None:
+    command = GotoCommand(pan_deg=10.0, tilt_deg=0.0, request_id="r1")
+    assert daemon.handle_command(command) == {"queued": True}
+    assert daemon.commands.get_nowait() is command
+
+
+def test_a_recheck_within_range_is_queued(daemon: TowerDaemon) -> None:
+    tower = daemon.cfg.tower
+    daemon.handle_command(RecheckCommand(lat=tower.lat + 0.05, lon=tower.lon))
+    assert daemon.commands.qsize() == 1
+
+
+@pytest.mark.parametrize(
+    ("offset", "reason"),
+    [((0.0, 0.0), "own position"), ((0.0, 0.00001), "own position"), ((0.9, 0.0), "max_range_m")],
+)
+def test_a_recheck_at_the_tower_or_out_of_range_is_refused(
+    daemon: TowerDaemon, offset: tuple[float, float], reason: str
+) -> None:
+    tower = daemon.cfg.tower
+    with pytest.raises(CommandError, match=reason):
+        daemon.handle_command(RecheckCommand(lat=tower.lat + offset[0], lon=tower.lon + offset[1]))
+    assert daemon.commands.empty()
+
+
+def test_a_recheck_at_the_antipode_is_refused(daemon: TowerDaemon) -> None:
+    tower = daemon.cfg.tower
+    lon = tower.lon - 180.0 if tower.lon > 0 else tower.lon + 180.0
+    with pytest.raises(CommandError, match="max_range_m"):
+        daemon.handle_command(RecheckCommand(lat=-tower.lat, lon=lon))
+    assert daemon.commands.empty()
