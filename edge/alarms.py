@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, get_args
+from typing import Any, Final, Literal, get_args
 
 import numpy as np
 import structlog
+from pydantic import ConfigDict, TypeAdapter
 
 from detectors.geometry import angle_diff_deg
+from edge.config import AlarmSettings
 from edge.geodesy import distance_bearing, geodetic_to_enu
 from edge.geolocation import Geolocation
-from edge.messages import AlarmMessage, AlarmState, RangeSource, build_alarm
+from edge.messages import AlarmMessage, AlarmState, RangeSource, Uncertainty, build_alarm
 
 log = structlog.get_logger(__name__)
 
-STATE_FORMAT = "towerwatch.alarms/1"
+# /2: the ellipse is the contract's Uncertainty object, written by typed models.
+STATE_FORMAT: Final = "towerwatch.alarms/2"
+
+# The alarm book file is read back strictly: a value of the wrong type is corruption,
+# not something to coerce.
+_STRICT: Final = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
 EVIDENCE_SENSORS = ("thermal", "visible", "lidar")
 _RANGE_SOURCES: tuple[str, ...] = get_args(RangeSource)
@@ -37,14 +43,6 @@ _MIN_GROWTH_SPAN_S = 1.0
 OpenState = Literal["confirmed", "updated"]
 
 
-class ErrorEllipse(NamedTuple):
-    """95 % position ellipse; orientation of the major axis clockwise from north."""
-
-    semi_major_m: float
-    semi_minor_m: float
-    orientation_deg: float
-
-
 def _finite(name: str, value: float | None, *, allow_none: bool = False) -> None:
     if value is None:
         if not allow_none:
@@ -56,6 +54,8 @@ def _finite(name: str, value: float | None, *, allow_none: bool = False) -> None
 
 @dataclass(frozen=True)
 class FireObservation:
+    __pydantic_config__ = _STRICT
+
     """One look at a fire: where (bearing, and a point unless bearing-only), how big, what saw it.
 
     `evidence` maps a sensor name (thermal, visible, lidar) to its measurements;
@@ -74,7 +74,7 @@ class FireObservation:
     range_max_m: float | None
     range_source: RangeSource
     bearing_only: bool
-    uncertainty: ErrorEllipse | None
+    uncertainty: Uncertainty | None
     a_eq_m2: float
     peak_k: float
     evidence: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -105,8 +105,6 @@ class FireObservation:
             raise ValueError(
                 "fire observation needs lat, lon, range_m and uncertainty unless bearing_only"
             )
-        if self.uncertainty is not None:
-            object.__setattr__(self, "uncertainty", ErrorEllipse(*map(float, self.uncertainty)))
         if self.a_eq_m2 < 0.0:
             raise ValueError(f"fire observation a_eq_m2 must be >= 0, got {self.a_eq_m2}")
         if not 0.0 <= self.confidence <= 1.0:
@@ -144,9 +142,6 @@ class FireObservation:
         so the hub can draw it; ``bearing_only`` tells it the point is not a fix.
         """
         located = geo.lat is not None and geo.lon is not None
-        ellipse = None
-        if located and geo.semi_major_m is not None and geo.semi_minor_m is not None:
-            ellipse = ErrorEllipse(geo.semi_major_m, geo.semi_minor_m, geo.orientation_deg or 0.0)
         return cls(
             t=t,
             bearing_deg=geo.bearing_deg,
@@ -159,75 +154,19 @@ class FireObservation:
             range_max_m=geo.range_max_m,
             range_source=geo.range_source,
             bearing_only=geo.bearing_only or not located,
-            uncertainty=ellipse,
+            uncertainty=geo.uncertainty if located else None,
             a_eq_m2=a_eq_m2,
             peak_k=peak_k,
             evidence=dict(evidence or {}),
             confidence=confidence,
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "t": self.t,
-            "bearing_deg": self.bearing_deg,
-            "bearing_sigma_deg": self.bearing_sigma_deg,
-            "elevation_deg": self.elevation_deg,
-            "lat": self.lat,
-            "lon": self.lon,
-            "range_m": self.range_m,
-            "range_min_m": self.range_min_m,
-            "range_max_m": self.range_max_m,
-            "range_source": self.range_source,
-            "bearing_only": self.bearing_only,
-            "uncertainty": None if self.uncertainty is None else list(self.uncertainty),
-            "a_eq_m2": self.a_eq_m2,
-            "peak_k": self.peak_k,
-            "evidence": self.evidence,
-            "confidence": self.confidence,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FireObservation:
-        ellipse = data["uncertainty"]
-        return cls(
-            t=float(data["t"]),
-            bearing_deg=float(data["bearing_deg"]),
-            bearing_sigma_deg=float(data["bearing_sigma_deg"]),
-            elevation_deg=float(data["elevation_deg"]),
-            lat=_opt_float(data["lat"]),
-            lon=_opt_float(data["lon"]),
-            range_m=_opt_float(data["range_m"]),
-            range_min_m=_opt_float(data["range_min_m"]),
-            range_max_m=_opt_float(data["range_max_m"]),
-            range_source=data["range_source"],
-            bearing_only=_bool(data["bearing_only"]),
-            uncertainty=None if ellipse is None else ErrorEllipse(*map(float, ellipse)),
-            a_eq_m2=float(data["a_eq_m2"]),
-            peak_k=float(data["peak_k"]),
-            evidence=_evidence(data["evidence"]),
-            confidence=float(data["confidence"]),
-        )
-
-
-def _opt_float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"expected true or false, got {value!r}")
-    return value
-
-
-def _evidence(value: Any) -> dict[str, dict[str, Any]]:
-    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
-        raise TypeError(f"evidence must map sensor names to objects, got {value!r}")
-    return value
-
 
 @dataclass(frozen=True)
 class AlarmEvent:
     """One alarm message to publish: a state change of one alarm, numbered by seq."""
+
+    __pydantic_config__ = _STRICT
 
     alarm_id: str
     seq: int
@@ -240,6 +179,10 @@ class AlarmEvent:
     spread_bearing_deg: float | None
     confidence: float
 
+    def __post_init__(self) -> None:
+        if self.seq < 1:
+            raise ValueError(f"alarm {self.alarm_id}: seq must be >= 1, got {self.seq}")
+
     def to_message(self, tower: Mapping[str, Any]) -> AlarmMessage:
         """The validated `towerwatch.alarm/1` message; tower is {"id", "lat", "lon"}.
 
@@ -249,7 +192,6 @@ class AlarmEvent:
         """
         obs = self.observation
         thermal = {"peak_k": obs.peak_k, **obs.evidence.get("thermal", {})}
-        ellipse = obs.uncertainty
         return build_alarm(
             alarm_id=self.alarm_id,
             seq=self.seq,
@@ -265,9 +207,7 @@ class AlarmEvent:
             elevation_deg=obs.elevation_deg,
             range_source=obs.range_source,
             position=(obs.lat, obs.lon) if obs.lat is not None and obs.lon is not None else None,
-            semi_major_m=None if ellipse is None else ellipse.semi_major_m,
-            semi_minor_m=None if ellipse is None else ellipse.semi_minor_m,
-            orientation_deg=0.0 if ellipse is None else ellipse.orientation_deg,
+            uncertainty=obs.uncertainty,
             range_m=obs.range_m,
             range_min_m=obs.range_min_m,
             range_max_m=obs.range_max_m,
@@ -278,41 +218,6 @@ class AlarmEvent:
             a_eq_m2=obs.a_eq_m2,
             growth_m2_per_min=self.growth_m2_per_min,
             confidence=self.confidence,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "alarm_id": self.alarm_id,
-            "seq": self.seq,
-            "state": self.state,
-            "first_seen": self.first_seen,
-            "confirmed_at": self.confirmed_at,
-            "t": self.t,
-            "observation": self.observation.to_dict(),
-            "growth_m2_per_min": self.growth_m2_per_min,
-            "spread_bearing_deg": self.spread_bearing_deg,
-            "confidence": self.confidence,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> AlarmEvent:
-        state = data["state"]
-        if state not in get_args(AlarmState):
-            raise ValueError(f"unknown alarm state {state!r}")
-        seq = data["seq"]
-        if not isinstance(seq, int) or seq < 1:
-            raise ValueError(f"alarm seq must be a positive integer, got {seq!r}")
-        return cls(
-            alarm_id=str(data["alarm_id"]),
-            seq=seq,
-            state=state,
-            first_seen=float(data["first_seen"]),
-            confirmed_at=float(data["confirmed_at"]),
-            t=float(data["t"]),
-            observation=FireObservation.from_dict(data["observation"]),
-            growth_m2_per_min=float(data["growth_m2_per_min"]),
-            spread_bearing_deg=_opt_float(data["spread_bearing_deg"]),
-            confidence=float(data["confidence"]),
         )
 
 
@@ -338,6 +243,8 @@ class OpenAlarm:
 class _Alarm:
     """Mutable record of one open alarm; owned by AlarmBook's single thread."""
 
+    __pydantic_config__ = _STRICT
+
     alarm_id: str
     seq: int
     first_seen: float
@@ -350,41 +257,27 @@ class _Alarm:
     update_pending: bool
     last_event: AlarmEvent
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "alarm_id": self.alarm_id,
-            "seq": self.seq,
-            "first_seen": self.first_seen,
-            "confirmed_at": self.confirmed_at,
-            "latest": self.latest.to_dict(),
-            "track": [obs.to_dict() for obs in self.track],
-            "last_seen": self.last_seen,
-            "last_looked_at": self.last_looked_at,
-            "absent_since": self.absent_since,
-            "update_pending": self.update_pending,
-            "last_event": self.last_event.to_dict(),
-        }
+    def __post_init__(self) -> None:
+        event = self.last_event
+        if event.alarm_id != self.alarm_id or event.seq != self.seq:
+            raise ValueError(f"alarm {self.alarm_id}: last event does not match its seq")
+        if event.state not in ("confirmed", "updated"):
+            raise ValueError(f"alarm {self.alarm_id}: open with state {event.state}")
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> _Alarm:
-        alarm = cls(
-            alarm_id=str(data["alarm_id"]),
-            seq=int(data["seq"]),
-            first_seen=float(data["first_seen"]),
-            confirmed_at=float(data["confirmed_at"]),
-            latest=FireObservation.from_dict(data["latest"]),
-            track=[FireObservation.from_dict(obs) for obs in data["track"]],
-            last_seen=float(data["last_seen"]),
-            last_looked_at=float(data["last_looked_at"]),
-            absent_since=_opt_float(data["absent_since"]),
-            update_pending=_bool(data["update_pending"]),
-            last_event=AlarmEvent.from_dict(data["last_event"]),
-        )
-        if alarm.last_event.alarm_id != alarm.alarm_id or alarm.last_event.seq != alarm.seq:
-            raise ValueError(f"alarm {alarm.alarm_id}: last event does not match its seq")
-        if alarm.last_event.state not in ("confirmed", "updated"):
-            raise ValueError(f"alarm {alarm.alarm_id}: open with state {alarm.last_event.state}")
-        return alarm
+
+@dataclass
+class _BookFile:
+    """What alarms.json holds: the open alarms and the last events of recently cleared ones."""
+
+    __pydantic_config__ = _STRICT
+
+    format: Literal["towerwatch.alarms/2"]
+    tower_id: str
+    open: list[_Alarm]
+    closed: list[AlarmEvent]
+
+
+_BOOK_FILE: Final = TypeAdapter(_BookFile)
 
 
 def _stamp(t_s: float) -> str:
@@ -447,61 +340,29 @@ class AlarmBook:
     """
 
     def __init__(
-        self,
-        state_path: Path,
-        tower_id: str,
-        *,
-        clear_after_s: float = 600.0,
-        update_min_interval_s: float = 30.0,
-        merge_radius_m: float = 500.0,
-        merge_bearing_deg: float = 1.0,
-        revisit_interval_s: float = 120.0,
-        update_position_m: float = 50.0,
-        update_bearing_deg: float = 0.25,
-        update_size_ratio: float = 1.5,
-        update_growth_m2_per_min: float = 1.0,
-        update_spread_deg: float = 30.0,
-        spread_min_displacement_m: float = 30.0,
-        spread_min_span_s: float = 60.0,
-        track_length: int = 6,
+        self, state_path: Path, tower_id: str, settings: AlarmSettings | None = None
     ) -> None:
-        positive = {
-            "clear_after_s": clear_after_s,
-            "update_min_interval_s": update_min_interval_s,
-            "merge_radius_m": merge_radius_m,
-            "merge_bearing_deg": merge_bearing_deg,
-            "revisit_interval_s": revisit_interval_s,
-            "update_position_m": update_position_m,
-            "update_bearing_deg": update_bearing_deg,
-            "update_growth_m2_per_min": update_growth_m2_per_min,
-            "update_spread_deg": update_spread_deg,
-            "spread_min_displacement_m": spread_min_displacement_m,
-            "spread_min_span_s": spread_min_span_s,
-        }
-        for name, value in positive.items():
-            if not (math.isfinite(value) and value > 0.0):
-                raise ValueError(f"alarm book {name} must be a positive number, got {value}")
-        if not (math.isfinite(update_size_ratio) and update_size_ratio > 1.0):
-            raise ValueError(f"alarm book update_size_ratio must be > 1, got {update_size_ratio}")
-        if track_length < 2:
-            raise ValueError(f"alarm book track_length must be >= 2, got {track_length}")
         if not tower_id:
             raise ValueError("alarm book tower_id must not be empty")
+        # The tunables are config keys (alarm.*), bounded by the schema.
+        a = AlarmSettings() if settings is None else settings
         self.state_path = Path(state_path)
         self.tower_id = tower_id
-        self.clear_after_s = clear_after_s
-        self.update_min_interval_s = update_min_interval_s
-        self.merge_radius_m = merge_radius_m
-        self.merge_bearing_deg = merge_bearing_deg
-        self.revisit_interval_s = revisit_interval_s
-        self.update_position_m = update_position_m
-        self.update_bearing_deg = update_bearing_deg
-        self.update_size_ratio = update_size_ratio
-        self.update_growth_m2_per_min = update_growth_m2_per_min
-        self.update_spread_deg = update_spread_deg
-        self.spread_min_displacement_m = spread_min_displacement_m
-        self.spread_min_span_s = spread_min_span_s
-        self.track_length = track_length
+        self.clear_after_s = a.clear_after_s
+        self.update_min_interval_s = a.update_min_interval_s
+        self.merge_radius_m = a.merge_radius_m
+        self.merge_bearing_deg = a.merge_bearing_deg
+        self.revisit_interval_s = a.revisit_interval_s
+        self.update_position_m = a.update_position_m
+        self.update_bearing_deg = a.update_bearing_deg
+        self.update_size_ratio = a.update_size_ratio
+        self.update_growth_m2_per_min = a.update_growth_m2_per_min
+        self.update_spread_deg = a.update_spread_deg
+        self.spread_min_displacement_m = a.spread_min_displacement_m
+        self.spread_min_span_s = a.spread_min_span_s
+        self.track_length = a.track_length
+        # Why the book could not be read at start (the status reports it), else None.
+        self.load_problem: str | None = None
         self._open: dict[str, _Alarm] = {}
         self._closed: list[AlarmEvent] = []
         self._load()
@@ -833,17 +694,12 @@ class AlarmBook:
 
     def _save(self) -> None:
         """Write the whole book atomically: temp file, fsync, rename, fsync the folder."""
-        data = {
-            "format": STATE_FORMAT,
-            "tower_id": self.tower_id,
-            "open": [a.to_dict() for a in self._open.values()],
-            "closed": [e.to_dict() for e in self._closed],
-        }
-        text = json.dumps(data, allow_nan=False, separators=(",", ":"))
+        book = _BookFile(STATE_FORMAT, self.tower_id, list(self._open.values()), self._closed)
+        text = _BOOK_FILE.dump_json(book)
         folder = self.state_path.parent
         folder.mkdir(parents=True, exist_ok=True)
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
+        with open(tmp, "wb") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
@@ -857,16 +713,21 @@ class AlarmBook:
 
     def _load(self) -> None:
         try:
-            text = self.state_path.read_text(encoding="utf-8")
+            data = self.state_path.read_bytes()
         except FileNotFoundError:
-            log.warning("alarm_state_missing", path=str(self.state_path), action="starting empty")
+            log.info("alarm_state_new", path=str(self.state_path), action="starting empty")
             return
         try:
-            open_alarms, closed = self._parse(text)
-        except (ValueError, TypeError, KeyError) as err:
+            open_alarms, closed = self._parse(data)
+        except ValueError as err:  # pydantic's ValidationError and bad UTF-8 are ValueErrors
             corrupt = self.state_path.with_name(self.state_path.name + ".corrupt")
             os.replace(self.state_path, corrupt)
-            log.warning(
+            first_line = str(err).splitlines()[0]
+            self.load_problem = (
+                f"alarm book {self.state_path} was unreadable ({first_line}); "
+                f"kept as {corrupt.name}, open alarms from before were lost"
+            )
+            log.error(
                 "alarm_state_corrupt",
                 path=str(self.state_path),
                 kept_as=str(corrupt),
@@ -883,22 +744,15 @@ class AlarmBook:
             alarm_ids=sorted(self._open),
         )
 
-    def _parse(self, text: str) -> tuple[list[_Alarm], list[AlarmEvent]]:
-        data = json.loads(text)
-        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
-            raise ValueError(f"not a {STATE_FORMAT} file")
-        if data.get("tower_id") != self.tower_id:
+    def _parse(self, data: bytes) -> tuple[list[_Alarm], list[AlarmEvent]]:
+        book = _BOOK_FILE.validate_json(data)
+        if book.tower_id != self.tower_id:
             log.warning(
                 "alarm_state_other_tower",
                 path=str(self.state_path),
-                file_tower_id=data.get("tower_id"),
+                file_tower_id=book.tower_id,
                 tower_id=self.tower_id,
             )
-        opened = data["open"]
-        closed = data["closed"]
-        if not isinstance(opened, list) or not isinstance(closed, list):
-            raise TypeError("open and closed must be lists")
-        alarms = [_Alarm.from_dict(item) for item in opened]
-        if len({a.alarm_id for a in alarms}) != len(alarms):
+        if len({a.alarm_id for a in book.open}) != len(book.open):
             raise ValueError("an alarm id appears twice")
-        return alarms, [AlarmEvent.from_dict(item) for item in closed]
+        return book.open, book.closed

@@ -229,6 +229,30 @@ class AlarmSettings(StrictSettings):
     revisit_interval_s: float = Field(
         120.0, ge=10.0, le=3600.0, description="re-look at open fires"
     )
+    update_position_m: float = Field(
+        50.0, gt=0.0, le=5000.0, description="an update is sent when the fire moved this far"
+    )
+    update_bearing_deg: float = Field(
+        0.25, gt=0.0, le=10.0, description="... or its bearing turned this much (bearing-only)"
+    )
+    update_size_ratio: float = Field(
+        1.5, gt=1.0, le=100.0, description="... or its area changed by this factor"
+    )
+    update_growth_m2_per_min: float = Field(
+        1.0, gt=0.0, le=10_000.0, description="... or its growth rate by this much"
+    )
+    update_spread_deg: float = Field(
+        30.0, gt=0.0, le=180.0, description="... or its spread direction by this much"
+    )
+    spread_min_displacement_m: float = Field(
+        30.0, gt=0.0, le=5000.0, description="a spread direction needs this much movement"
+    )
+    spread_min_span_s: float = Field(
+        60.0, gt=0.0, le=86400.0, description="... over at least this long"
+    )
+    track_length: int = Field(
+        6, ge=2, le=100, description="sightings kept per alarm for growth and spread"
+    )
 
 
 class AlarmOutputSettings(StrictSettings):

@@ -108,15 +108,7 @@ class TowerDaemon:
         self.devices: Devices | None = None
         self.uplink: Uplink | None = None
         self.ptz: PtzWorker | None = None
-        self.alarms = AlarmBook(
-            self.state_dir / "alarms.json",
-            cfg.tower.id,
-            clear_after_s=cfg.alarm.clear_after_s,
-            update_min_interval_s=cfg.alarm.update_min_interval_s,
-            merge_radius_m=cfg.alarm.merge_radius_m,
-            merge_bearing_deg=cfg.alarm.merge_bearing_deg,
-            revisit_interval_s=cfg.alarm.revisit_interval_s,
-        )
+        self.alarms = AlarmBook(self.state_dir / "alarms.json", cfg.tower.id, cfg.alarm)
         stops = patrol_stops(cfg)
         self.looks = LookScheduler(LookSettings.from_config(cfg), PatrolPlan(stops))
         self.detection = DetectionContext.from_config(cfg, patrol_stops=len(stops))
@@ -609,6 +601,8 @@ class TowerDaemon:
         if self.last_frame_wall is None or wall - self.last_frame_wall > FRAME_STALE_S:
             reasons.append(f"thermal: no frame for {FRAME_STALE_S:.0f} s")
             sensors["thermal"] = SensorHealth(state="failed", detail="no frames")
+        if self.alarms.load_problem is not None:
+            reasons.append(self.alarms.load_problem)
         ptz_error = self.ptz.reading().error
         if ptz_error:
             reasons.append(f"ptz: {ptz_error}")

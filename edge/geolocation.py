@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -19,8 +19,7 @@ from edge.geodesy import (
     geodetic_to_enu,
     ray_height_m,
 )
-
-RangeSource = Literal["lidar", "terrain", "earth"]
+from edge.messages import RangeSource, Uncertainty
 
 # Camera axes (x right, y down, z forward) to ENU at pan = tilt = 0: the camera looks
 # north with its x axis east and its image "up" (−y) along the local vertical.
@@ -190,7 +189,7 @@ class Geolocation:
     """A located fire: point, bearing, range with its source, and a 95 % uncertainty.
 
     range_m is the ground distance from the tower foot along the geodesic.
-    lat/lon/range_m/height_m and the ellipse are None when the nominal ray does
+    lat/lon/range_m/height_m and the uncertainty ellipse are None when the nominal ray does
     not meet the ground within the maximum range. bearing_only is True when the
     range is too uncertain to give a point: then the alarm must carry the bearing
     and the interval [range_min_m, range_max_m], not a position.
@@ -206,9 +205,7 @@ class Geolocation:
     range_sigma_m: float
     range_min_m: float
     range_max_m: float
-    semi_major_m: float | None
-    semi_minor_m: float | None
-    orientation_deg: float | None
+    uncertainty: Uncertainty | None
     bearing_only: bool
 
 
@@ -465,17 +462,18 @@ def _terrain_intersection_m(
     return result
 
 
-def _ellipse(east_m: FloatArray, north_m: FloatArray) -> tuple[float, float, float]:
-    """95 % (semi_major_m, semi_minor_m, orientation_deg clockwise from north) of a point cloud."""
+def _ellipse(east_m: FloatArray, north_m: FloatArray) -> Uncertainty:
+    """The 95 % ellipse of a point cloud (orientation clockwise from north)."""
     cov = np.cov(np.stack([east_m, north_m]))
     eigval, eigvec = np.linalg.eigh(cov)
     eigval = np.clip(eigval, 0.0, None)
     major = eigvec[:, 1]
     orientation = math.degrees(math.atan2(major[0], major[1])) % 180.0
-    return (
-        math.sqrt(_CHI2_2D_95 * eigval[1]),
-        math.sqrt(_CHI2_2D_95 * eigval[0]),
-        orientation,
+    return Uncertainty(
+        semi_major_m=math.sqrt(_CHI2_2D_95 * eigval[1]),
+        semi_minor_m=math.sqrt(_CHI2_2D_95 * eigval[0]),
+        # a tiny negative angle wraps to exactly 180.0 in floating point
+        orientation_deg=0.0 if orientation >= 180.0 else orientation,
     )
 
 
@@ -577,16 +575,13 @@ def geolocate(
             range_sigma_m=range_sigma,
             range_min_m=float(p025),
             range_max_m=max_range_m,
-            semi_major_m=None,
-            semi_minor_m=None,
-            orientation_deg=None,
+            uncertainty=None,
             bearing_only=True,
         )
     lat0, lon0 = float(lat_s[0]), float(lon_s[0])
     range0 = float(ranges[0])
     height0 = float(ray_height_m(range0, tower.height_m, elevation_deg, k))
     east, north, _ = geodetic_to_enu(lat_s[1:], lon_s[1:], 0.0, lat0, lon0, 0.0)
-    semi_major, semi_minor, orientation = _ellipse(east, north)
     return Geolocation(
         lat=lat0,
         lon=lon0,
@@ -598,9 +593,7 @@ def geolocate(
         range_sigma_m=range_sigma,
         range_min_m=float(min(p025, range0)),
         range_max_m=float(max(p975, range0)),
-        semi_major_m=semi_major,
-        semi_minor_m=semi_minor,
-        orientation_deg=orientation,
+        uncertainty=_ellipse(east, north),
         bearing_only=bearing_only,
     )
 

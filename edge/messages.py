@@ -86,7 +86,8 @@ class LatLon(_Model):
 
 
 class Uncertainty(_Model):
-    """Error ellipse of the position; orientation of the major axis clockwise from north."""
+    """The one error-ellipse type: geolocation makes it, the alarm book keeps it, the
+    alarm carries it. Orientation of the major axis clockwise from north."""
 
     semi_major_m: float = Field(ge=0.0)
     semi_minor_m: float = Field(ge=0.0)
@@ -196,9 +197,7 @@ def build_alarm(
     elevation_deg: float,
     range_source: RangeSource,
     position: tuple[float, float] | None = None,
-    semi_major_m: float | None = None,
-    semi_minor_m: float | None = None,
-    orientation_deg: float = 0.0,
+    uncertainty: Uncertainty | None = None,
     range_m: float | None = None,
     range_min_m: float | None = None,
     range_max_m: float | None = None,
@@ -212,16 +211,9 @@ def build_alarm(
 ) -> AlarmMessage:
     """Build a validated alarm from code-side values (unix seconds, (lat, lon) tuples).
 
-    Bearing is normalised to [0, 360) and the ellipse orientation to [0, 180).
-    Raises pydantic.ValidationError naming the offending field.
+    Bearing is normalised to [0, 360). Raises pydantic.ValidationError naming the
+    offending field.
     """
-    uncertainty = None
-    if semi_major_m is not None and semi_minor_m is not None:
-        uncertainty = Uncertainty(
-            semi_major_m=semi_major_m,
-            semi_minor_m=semi_minor_m,
-            orientation_deg=orientation_deg % 180.0,
-        )
     return AlarmMessage.model_validate(
         {
             "schema": ALARM_SCHEMA,

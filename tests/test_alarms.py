@@ -10,14 +10,14 @@ import pytest
 
 from edge.alarms import (
     AlarmBook,
-    ErrorEllipse,
     FireObservation,
     growth_m2_per_min,
     spread_bearing_deg,
 )
+from edge.config import AlarmSettings
 from edge.geodesy import destination
 from edge.geolocation import Geolocation
-from edge.messages import AlarmMessage
+from edge.messages import AlarmMessage, Uncertainty
 
 TOWER_LAT, TOWER_LON = 47.0, 19.0
 TOWER = {"id": "tw-07", "lat": TOWER_LAT, "lon": TOWER_LON}
@@ -46,11 +46,17 @@ def fire_at(
         range_max_m=range_m * 1.6 if bearing_only else range_m + 40.0,
         range_source="earth",
         bearing_only=bearing_only,
-        uncertainty=None if bearing_only else ErrorEllipse(40.0, 9.0, bearing_deg % 180.0),
+        uncertainty=None if bearing_only else ellipse(40.0, 9.0, bearing_deg % 180.0),
         a_eq_m2=a_eq_m2,
         peak_k=35.0,
         evidence={"thermal": {"persistence": 0.97}, "lidar": {"range_m": range_m}},
         confidence=0.9,
+    )
+
+
+def ellipse(semi_major_m: float, semi_minor_m: float, orientation_deg: float) -> Uncertainty:
+    return Uncertainty(
+        semi_major_m=semi_major_m, semi_minor_m=semi_minor_m, orientation_deg=orientation_deg
     )
 
 
@@ -63,7 +69,7 @@ def book_at(path: Path, **overrides: float) -> AlarmBook:
         "revisit_interval_s": 120.0,
     }
     settings.update(overrides)
-    return AlarmBook(path, "tw-07", **settings)  # type: ignore[arg-type]
+    return AlarmBook(path, "tw-07", AlarmSettings(**settings))  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -361,7 +367,7 @@ def test_after_a_restart_the_last_events_can_be_queued_again(state: Path) -> Non
 
 def test_a_corrupt_state_file_is_kept_aside_and_the_book_starts_empty(state: Path) -> None:
     state.parent.mkdir(parents=True)
-    state.write_text('{"format": "towerwatch.alarms/1", "open": [{"alarm_id": ')
+    state.write_text('{"format": "towerwatch.alarms/2", "open": [{"alarm_id": ')
 
     book = book_at(state)
 
@@ -372,6 +378,7 @@ def test_a_corrupt_state_file_is_kept_aside_and_the_book_starts_empty(state: Pat
     event = book.observe_confirmed(fire_at(45.0, 10_000.0, T0), T0)
     assert event is not None and event.seq == 1
     assert json.loads(state.read_text())["open"][0]["alarm_id"] == event.alarm_id
+    assert book.load_problem is not None and "alarms.json.corrupt" in book.load_problem
 
 
 @pytest.mark.parametrize(
@@ -379,8 +386,10 @@ def test_a_corrupt_state_file_is_kept_aside_and_the_book_starts_empty(state: Pat
     [
         "[]",
         '{"format": "something/else", "open": [], "closed": []}',
-        '{"format": "towerwatch.alarms/1", "tower_id": "tw-07", "open": [{"seq": 1}], "closed": []}',
-        '{"format": "towerwatch.alarms/1", "tower_id": "tw-07", "open": {}, "closed": []}',
+        '{"format": "towerwatch.alarms/2", "tower_id": "tw-07", "open": [{"seq": 1}], "closed": []}',
+        '{"format": "towerwatch.alarms/2", "tower_id": "tw-07", "open": {}, "closed": []}',
+        '{"format": "towerwatch.alarms/1", "tower_id": "tw-07", "open": [], "closed": []}',
+        '{"format": "towerwatch.alarms/2", "tower_id": "tw-07", "open": [], "closed": ["\xff"]}',
     ],
 )
 def test_state_files_of_the_wrong_shape_count_as_corrupt(state: Path, content: str) -> None:
@@ -389,6 +398,30 @@ def test_state_files_of_the_wrong_shape_count_as_corrupt(state: Path, content: s
 
     assert book_at(state).open_alarms() == []
     assert state.with_name("alarms.json.corrupt").read_text() == content
+
+
+def test_a_state_file_with_a_bad_byte_is_kept_aside(state: Path) -> None:
+    book = book_at(state)
+    assert book.observe_confirmed(fire_at(45.0, 10_000.0, T0), T0) is not None
+    data = bytearray(state.read_bytes())
+    data[len(data) // 2] = 0xFF
+    state.write_bytes(bytes(data))
+
+    again = book_at(state)
+
+    assert again.open_alarms() == [] and again.load_problem is not None
+    assert state.with_name("alarms.json.corrupt").read_bytes() == bytes(data)
+
+
+def test_the_book_round_trips_every_field(state: Path) -> None:
+    book = book_at(state)
+    first = book.observe_confirmed(fire_at(45.0, 10_000.0, T0), T0)
+    assert first is not None
+    book.observe_seen(first.alarm_id, fire_at(45.0, 10_000.0, T0 + 60.0, a_eq_m2=9.0), T0 + 60)
+    again = book_at(state)
+    assert again.load_problem is None
+    assert again.open_alarms() == book.open_alarms()
+    assert again.events_for_resend() == book.events_for_resend()
 
 
 def test_a_missing_state_file_starts_empty(state: Path) -> None:
@@ -416,18 +449,18 @@ def test_observations_from_a_geolocation() -> None:
     located = Geolocation(
         lat=47.05, lon=19.1, height_m=100.0, bearing_deg=52.0, elevation_deg=-0.4,
         range_m=9_000.0, range_source="terrain", range_sigma_m=50.0, range_min_m=8_900.0,
-        range_max_m=9_100.0, semi_major_m=80.0, semi_minor_m=12.0, orientation_deg=52.0,
+        range_max_m=9_100.0, uncertainty=ellipse(80.0, 12.0, 52.0),
         bearing_only=False,
     )  # fmt: skip
     fire = FireObservation.from_geolocation(
         located, t=T0, bearing_sigma_deg=0.06, a_eq_m2=3.0, peak_k=20.0
     )
-    assert fire.located and fire.uncertainty == ErrorEllipse(80.0, 12.0, 52.0)
+    assert fire.located and fire.uncertainty == ellipse(80.0, 12.0, 52.0)
 
     vague = Geolocation(
         lat=47.05, lon=19.1, height_m=100.0, bearing_deg=52.0, elevation_deg=-0.1,
         range_m=9_000.0, range_source="earth", range_sigma_m=3_000.0, range_min_m=4_000.0,
-        range_max_m=20_000.0, semi_major_m=5_000.0, semi_minor_m=12.0, orientation_deg=52.0,
+        range_max_m=20_000.0, uncertainty=ellipse(5_000.0, 12.0, 52.0),
         bearing_only=True,
     )  # fmt: skip
     fire = FireObservation.from_geolocation(
@@ -437,13 +470,13 @@ def test_observations_from_a_geolocation() -> None:
     # ellipse are kept for the map, flagged as not a fix
     assert fire.bearing_only and not fire.located
     assert (fire.lat, fire.lon) == (47.05, 19.1)
-    assert fire.uncertainty == ErrorEllipse(5_000.0, 12.0, 52.0)
+    assert fire.uncertainty == ellipse(5_000.0, 12.0, 52.0)
     assert (fire.range_min_m, fire.range_max_m) == (4_000.0, 20_000.0)
 
     beyond = Geolocation(
         lat=None, lon=None, height_m=None, bearing_deg=52.0, elevation_deg=0.05,
         range_m=None, range_source="earth", range_sigma_m=9_000.0, range_min_m=12_000.0,
-        range_max_m=30_000.0, semi_major_m=None, semi_minor_m=None, orientation_deg=None,
+        range_max_m=30_000.0, uncertainty=None,
         bearing_only=True,
     )  # fmt: skip
     fire = FireObservation.from_geolocation(

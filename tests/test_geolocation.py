@@ -149,8 +149,10 @@ def test_scenario_17_flat_ground_from_50_m_is_bearing_only() -> None:
     assert g.range_sigma_m > 1000.0
     # The honest answer is an interval several kilometres long around the true range.
     assert g.range_min_m < 8500.0 and g.range_max_m > 12_000.0
-    assert g.semi_major_m is not None and g.semi_major_m > 2000.0
-    assert g.orientation_deg == pytest.approx(20.0, abs=1.0)  # elongated along the bearing
+    assert g.uncertainty is not None and g.uncertainty.semi_major_m > 2000.0
+    assert g.uncertainty.orientation_deg == pytest.approx(
+        20.0, abs=1.0
+    )  # elongated along the bearing
 
 
 @pytest.mark.parametrize(
@@ -184,7 +186,7 @@ def test_monte_carlo_range_spread_matches_the_linearised_error_where_it_applies(
 def test_ray_above_the_horizon_gives_no_point() -> None:
     tower = TowerSite(TOWER_LAT, TOWER_LON, 40.0)
     g = geolocate(tower, 45.0, 0.5)
-    assert g.bearing_only and g.lat is None and g.range_m is None and g.semi_major_m is None
+    assert g.bearing_only and g.lat is None and g.range_m is None and g.uncertainty is None
     assert g.range_max_m == 30_000.0
 
 
@@ -217,11 +219,11 @@ def test_lateral_error_is_range_times_pan_sigma(
     tower = TowerSite(TOWER_LAT, TOWER_LON, 40.0)
     errors = ErrorModel(sigma_pan_deg, 0.0, 0.0, 0.0, 0.0, samples=4000, seed=11)
     g = geolocate(tower, 300.0, -0.2, lidar_range_m=range_m, errors=errors)
-    assert g.semi_major_m is not None and g.orientation_deg is not None
-    one_sigma = g.semi_major_m / math.sqrt(5.991)
+    assert g.uncertainty is not None
+    one_sigma = g.uncertainty.semi_major_m / math.sqrt(5.991)
     assert one_sigma == pytest.approx(lateral_1sigma_m, rel=0.06)
     assert one_sigma == pytest.approx(range_m * math.radians(sigma_pan_deg), rel=0.04)
-    assert g.orientation_deg == pytest.approx(30.0, abs=0.5)  # across the 300° bearing
+    assert g.uncertainty.orientation_deg == pytest.approx(30.0, abs=0.5)  # across the 300° bearing
 
 
 # --- lidar ------------------------------------------------------------------------------
@@ -240,9 +242,10 @@ def test_lidar_fix_has_a_small_ellipse_along_and_across_the_bearing() -> None:
     tower = TowerSite(TOWER_LAT, TOWER_LON, 40.0)
     errors = ErrorModel(sigma_pan_deg=0.05, sigma_lidar_m=30.0, samples=2000)
     g = geolocate(tower, 90.0, -0.3, lidar_range_m=10_000.0, errors=errors)
-    assert g.semi_major_m == pytest.approx(math.sqrt(5.991) * 30.0, rel=0.08)
-    assert g.semi_minor_m == pytest.approx(math.sqrt(5.991) * 8.73, rel=0.08)
-    assert g.orientation_deg == pytest.approx(90.0, abs=2.0)
+    assert g.uncertainty is not None
+    assert g.uncertainty.semi_major_m == pytest.approx(math.sqrt(5.991) * 30.0, rel=0.08)
+    assert g.uncertainty.semi_minor_m == pytest.approx(math.sqrt(5.991) * 8.73, rel=0.08)
+    assert g.uncertainty.orientation_deg == pytest.approx(90.0, abs=2.0)
     assert g.range_min_m < 10_000.0 - 40.0 and g.range_max_m > 10_000.0 + 40.0
 
 
@@ -281,7 +284,7 @@ def test_steep_terrain_gives_a_point_with_a_tight_ellipse() -> None:
     dem = local_dem(ridge_north_of_tower)
     g = geolocate(tower, 0.0, -0.2683, terrain=dem, errors=ErrorModel())
     assert not g.bearing_only
-    assert g.semi_major_m is not None and g.semi_major_m < 300.0
+    assert g.uncertainty is not None and g.uncertainty.semi_major_m < 300.0
     assert g.range_max_m - g.range_min_m < 600.0
 
 

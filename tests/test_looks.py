@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.alarms import ErrorEllipse, FireObservation, OpenAlarm
+from edge.alarms import FireObservation, OpenAlarm
 from edge.config import load_config
 from edge.detection import Candidate
 from edge.looks import (
@@ -18,6 +18,7 @@ from edge.looks import (
     LookSettings,
     patrol_stops,
 )
+from edge.messages import Uncertainty
 from edge.patrol import PatrolPlan, tile_sector
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +55,7 @@ def open_alarm(bearing_deg: float, alarm_id: str = "tw-1") -> OpenAlarm:
     fire = FireObservation(
         t=T0, bearing_deg=bearing_deg, bearing_sigma_deg=0.06, elevation_deg=-0.4,
         lat=52.0, lon=13.0, range_m=9000.0, range_min_m=8900.0, range_max_m=9100.0,
-        range_source="earth", bearing_only=False, uncertainty=ErrorEllipse(50.0, 10.0, 0.0),
+        range_source="earth", bearing_only=False, uncertainty=Uncertainty(semi_major_m=50.0, semi_minor_m=10.0, orientation_deg=0.0),
         a_eq_m2=3.0, peak_k=30.0,
     )  # fmt: skip
     return OpenAlarm(alarm_id, 1, "confirmed", T0, T0, T0, T0, T0 + 120.0, fire, 0.0, None, False)

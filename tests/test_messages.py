@@ -19,6 +19,7 @@ from edge.messages import (
     GotoCommand,
     RecheckCommand,
     StatusMessage,
+    Uncertainty,
     build_alarm,
     command_reply,
     iso_z,
@@ -47,9 +48,7 @@ def located(**overrides: Any) -> dict[str, Any]:
         elevation_deg=-0.8,
         range_source="terrain",
         position=(52.17, 13.31),
-        semi_major_m=420.0,
-        semi_minor_m=35.0,
-        orientation_deg=41.5,
+        uncertainty=Uncertainty(semi_major_m=420.0, semi_minor_m=35.0, orientation_deg=41.5),
         range_m=9800.0,
         range_min_m=9300.0,
         range_max_m=10400.0,
@@ -119,18 +118,17 @@ def test_alarm_round_trips_through_json() -> None:
 
 
 def test_angles_are_normalised() -> None:
-    message = build_alarm(**located(bearing_deg=-10.0, orientation_deg=190.0))
+    message = build_alarm(**located(bearing_deg=-10.0))
     assert message.bearing_deg == pytest.approx(350.0)
-    assert message.uncertainty is not None
-    assert message.uncertainty.orientation_deg == pytest.approx(10.0)
+    with pytest.raises(ValidationError, match="orientation_deg"):
+        Uncertainty(semi_major_m=420.0, semi_minor_m=35.0, orientation_deg=190.0)
 
 
 def test_bearing_only_alarm_states_a_range_interval_without_a_point() -> None:
     message = build_alarm(
         **located(
             position=None,
-            semi_major_m=None,
-            semi_minor_m=None,
+            uncertainty=None,
             range_m=None,
             range_min_m=3000.0,
             range_max_m=18000.0,
@@ -150,7 +148,6 @@ def test_bearing_only_alarm_states_a_range_interval_without_a_point() -> None:
         ({"range_source": "none"}, "range_source"),
         ({"range_m": 20000.0}, "range_m"),
         ({"range_min_m": 11000.0}, "range_min_m"),
-        ({"semi_minor_m": 500.0}, "semi_minor_m"),
         ({"seq": 0}, "seq"),
         ({"state": "maybe"}, "state"),
         ({"confidence": 1.5}, "confidence"),

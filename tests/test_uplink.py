@@ -19,7 +19,7 @@ import pytest
 from conftest import MosquittoBroker, MqttCollector, ReceivedMessage
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.messages import AlarmMessage, CommandError, build_alarm
+from edge.messages import AlarmMessage, CommandError, Uncertainty, build_alarm
 from edge.outbox import Outbox
 from edge.uplink import Uplink, UplinkError
 
@@ -47,9 +47,7 @@ def alarm(seq: int, state: str = "updated", alarm_id: str = "t1-0001") -> AlarmM
         elevation_deg=-0.8,
         range_source="terrain",
         position=(52.17, 13.31),
-        semi_major_m=420.0,
-        semi_minor_m=35.0,
-        orientation_deg=41.5,
+        uncertainty=Uncertainty(semi_major_m=420.0, semi_minor_m=35.0, orientation_deg=41.5),
         range_m=9800.0,
         range_min_m=9300.0,
         range_max_m=10400.0,
