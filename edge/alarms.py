@@ -382,6 +382,10 @@ class AlarmBook:
         due.sort(key=lambda a: a.last_looked_at)
         return [self._view(a) for a in due]
 
+    def is_known(self, fire: FireObservation) -> bool:
+        """Would observe_confirmed merge this fire into an open alarm (no new alarm)?"""
+        return self._nearest_open(fire) is not None
+
     def events_for_resend(self) -> list[AlarmEvent]:
         """The newest event of every open and recently cleared alarm, oldest first.
 

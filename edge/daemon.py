@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import queue
 import threading
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,25 +23,17 @@ import structlog
 
 from detectors.geometry import signed_delta_deg
 from detectors.solar import sun_position
-from drivers.base import DriverState, Frame
-from edge import __version__, sdnotify
-from edge.alarms import AlarmBook, AlarmEvent, FireObservation
-from edge.clock import CameraClock, Clock, SystemClock
+from drivers.base import Frame
+from edge import sdnotify
+from edge.alarms import AlarmBook
+from edge.clock import Clock, RunDeadline, clock_for
 from edge.config import TowerConfig
 from edge.confirm import ConfirmationScan, Verdict, warm_up_detection
-from edge.coverage import atmosphere_of, coverage_range_m, mission_ranges
 from edge.detection import Candidate, DetectionContext, ThermalStage
 from edge.devices import Devices, build_devices
-from edge.geodesy import distance_bearing
-from edge.geolocation import (
-    ErrorModel,
-    Geolocation,
-    TowerSite,
-    bearing_elevation_to,
-    check_target,
-    geolocate,
-)
-from edge.lidar_probe import LidarProbe, ProbeResult
+from edge.fire_reporter import FireReporter
+from edge.geolocation import Terrain, TowerSite, bearing_elevation_to, check_target
+from edge.lidar_probe import LidarProbe
 from edge.looks import SCANNED_KINDS, Look, LookKind, LookScheduler, LookSettings, patrol_stops
 from edge.messages import (
     COMMAND_MODELS,
@@ -51,18 +42,13 @@ from edge.messages import (
     GotoCommand,
     RecheckCommand,
     RelayResetCommand,
-    SensorHealth,
-    SensorState,
-    StatusMessage,
     TestAlarmCommand,
-    TowerPosition,
-    iso_z,
     parse_command,
 )
 from edge.patrol import PatrolPlan, approach_waypoints
 from edge.ptz_worker import PtzWorker
 from edge.secrets import FileSecretStore
-from edge.snapshot import render_snapshot, save_snapshot
+from edge.status_reporter import StatusReporter
 from edge.topics import CommandVerb
 from edge.uplink import Uplink
 
@@ -70,27 +56,28 @@ log = structlog.get_logger(__name__)
 
 ARRIVAL_TOLERANCE_DEG = 0.05  # head position within this of the target: arrived
 MOVE_TIMEOUT_S = 30.0  # tower time allowed for a slew before the look is abandoned
-FRAME_STALE_S = 5.0  # wall seconds without a thermal frame: the camera is degraded
-WATCHDOG_FRESH_S = 10.0
-GNSS_POSITION_TOLERANCE_M = 50.0  # a GNSS fix this far from the surveyed position is an error
-_SENSOR_STATE: dict[DriverState, SensorState] = {
-    DriverState.OK: "ok",
-    DriverState.CONNECTING: "degraded",
-    DriverState.CLOSED: "failed",
-    DriverState.FAILED: "failed",
-}  # watchdog is fed only if a frame was processed this recently
 
 
 class TowerDaemon:
-    """Runs until ``stop`` is set or ``duration_s`` of tower time has passed."""
+    """Runs until ``stop`` is set or ``duration_s`` has passed (see clock.RunDeadline).
+
+    Wiring and the loop: the look scheduler picks looks, the thermal stage and the
+    confirmation scan judge frames, the fire reporter turns verdicts into alarms and the
+    status reporter reports health. The clock is injected (default: config.time_source).
+    """
 
     def __init__(
-        self, cfg: TowerConfig, *, stop: threading.Event, duration_s: float | None = None
+        self,
+        cfg: TowerConfig,
+        *,
+        stop: threading.Event,
+        duration_s: float | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.cfg = cfg
         self.stop_event = stop
-        self.duration_s = duration_s
-        self.clock: Clock = CameraClock() if cfg.time_source == "camera" else SystemClock()
+        self.clock: Clock = clock_for(cfg.time_source) if clock is None else clock
+        self.deadline = RunDeadline(duration_s, self.clock.monotonic())
         self.state_dir = Path(cfg.storage.state_dir)
         self.commands: queue.Queue[Command] = queue.Queue(maxsize=64)
         self.counters: dict[str, int] = {
@@ -108,19 +95,15 @@ class TowerDaemon:
         self.devices: Devices | None = None
         self.uplink: Uplink | None = None
         self.ptz: PtzWorker | None = None
+        self.fires: FireReporter | None = None
         self.alarms = AlarmBook(self.state_dir / "alarms.json", cfg.tower.id, cfg.alarm)
         stops = patrol_stops(cfg)
         self.looks = LookScheduler(LookSettings.from_config(cfg), PatrolPlan(stops))
         self.detection = DetectionContext.from_config(cfg, patrol_stops=len(stops))
         self.thermal_stage = ThermalStage(self.detection)
         self.look: Look | None = None
-        self.last_visible: Frame | None = None
-        self.started_wall = time.monotonic()
+        self.status = StatusReporter(cfg, self.clock, self.detection.is_day)
         self.first_frame_t: float | None = None
-        self.last_frame_wall: float | None = None
-        self.last_status_wall = -math.inf
-        self.last_watchdog_wall = -math.inf
-        self.relay_closed_at: float | None = None
         self.site = TowerSite(cfg.tower.lat, cfg.tower.lon, cfg.tower.camera_altitude_m)
         self.terrain = self._load_terrain()
         # The one command table: verb → payload model (edge.messages) → handler here.
@@ -141,6 +124,8 @@ class TowerDaemon:
         secrets = FileSecretStore(cfg.secrets_directory())
         self.devices = build_devices(cfg, secrets)
         self.uplink = self._make_uplink(secrets)
+        self.fires = FireReporter(cfg, self.alarms, self.uplink, self.devices.relay,
+                                  terrain=self.terrain)  # fmt: skip
         self.devices.open_all()
         self.ptz = PtzWorker(self.devices.ptz)
         self.ptz.start()
@@ -151,36 +136,24 @@ class TowerDaemon:
         self.uplink.subscribe_commands(
             lambda verb, payload: self.handle_command(parse_command(verb, payload))
         )
-        # An alarm saved just before a crash may never have reached the outbox: queue the
-        # newest event of each alarm again; the hub de-duplicates on (alarm_id, seq).
-        tower = self._tower_ref()
-        for event in self.alarms.events_for_resend():
-            self.uplink.send_alarm(event.to_message(tower))
+        self.fires.resend_saved()
         sdnotify.ready()
         log.info("daemon started", tower=cfg.tower.id, stops=len(self.looks.patrol.stops),
                  hfov_deg=round(cfg.camera.hfov_deg, 3))  # fmt: skip
         try:
-            while not self.stop_event.is_set() and not self._duration_elapsed():
+            while not self.stop_event.is_set() and not self._run_over():
                 self._step()
         finally:
             sdnotify.stopping()
             log.info("daemon stopping", counters=self.counters)
-            self._publish_status(self.clock.now())  # the final counters, before `offline`
+            self._publish_status()  # the final counters, before `offline`
             self.ptz.stop()
             self.uplink.stop()
             self.devices.close_all()
         return 0
 
-    def _duration_elapsed(self) -> bool:
-        if self.duration_s is None:
-            return False
-        if self.first_frame_t is not None:
-            return self.clock.now() - self.first_frame_t >= self.duration_s
-        # No frame yet: fall back to wall time so a dead camera cannot hang the run.
-        return time.monotonic() - self.started_wall >= self.duration_s
-
-    def _tower_ref(self) -> dict[str, Any]:
-        return {"id": self.cfg.tower.id, "lat": self.cfg.tower.lat, "lon": self.cfg.tower.lon}
+    def _run_over(self) -> bool:
+        return self.deadline.over(self.clock.now(), self.clock.monotonic())
 
     def _make_uplink(self, secrets: FileSecretStore) -> Uplink:
         m = self.cfg.mqtt
@@ -203,7 +176,7 @@ class TowerDaemon:
             outbox_max_messages=self.cfg.storage.outbox_max_messages,
         )
 
-    def _load_terrain(self) -> Any:
+    def _load_terrain(self) -> Terrain | None:
         path = self.cfg.geolocation.dem_path
         if path is None:
             return None
@@ -226,16 +199,18 @@ class TowerDaemon:
         assert self.devices is not None
         if self.devices.visible is None:
             return
+        assert self.fires is not None
         while (visible := self.devices.visible.read(timeout_s=0.0)) is not None:
-            self.last_visible = visible
+            self.fires.last_visible = visible
 
     def _on_frame(self, frame: Frame) -> None:
         self.clock.observe_frame(frame.t)
         now = self.clock.now()
+        mono = self.clock.monotonic()
         if self.first_frame_t is None:
             self.first_frame_t = now
-            log.info("first frame", startup_s=round(time.monotonic() - self.started_wall, 3))
-        self.last_frame_wall = time.monotonic()
+            log.info("first frame", startup_s=round(mono - self.status.started_mono, 3))
+        self.deadline.frame(now, mono)
         self.counters["frames"] += 1
         if frame.shutter:
             self.counters["frames_shutter"] += 1  # NUC in progress: the frame is not a scene
@@ -243,6 +218,8 @@ class TowerDaemon:
         if not frame.radiometric and self.cfg.camera.radiometric:
             self.counters["frames_invalid"] += 1
             return
+        # only a frame the detectors can use keeps the camera "fresh" (status, watchdog)
+        self.status.frame_seen()
         look = self.look or self._next_look(now)
         if look is None:
             return
@@ -352,16 +329,13 @@ class TowerDaemon:
         if look.kind == LookKind.CONFIRM and look.scan is not None:
             self._conclude_confirmation(look, look.scan.verdict(), now)
         elif look.kind == LookKind.REVISIT and look.alarm_id is not None and look.scan is not None:
+            assert self.fires is not None
             verdict = look.scan.verdict()
             if verdict.outcome == "confirmed":
                 lidar = look.probe.result() if look.probe is not None else None
-                geo = self._geolocate(verdict.bearing_deg, verdict.elevation_deg, lidar)
-                observation = self._observation(verdict, geo, now, lidar)
-                event = self.alarms.observe_seen(look.alarm_id, observation, now)
-                if event is not None:
-                    self._publish_alarm(event, verdict, now)
+                self.fires.seen_again(look.alarm_id, verdict, lidar, now)
             else:
-                self.alarms.observe_absent(look.alarm_id, now)
+                self.fires.not_seen(look.alarm_id, now)
 
     # ------------------------------------------------------------------ confirmation
 
@@ -379,14 +353,11 @@ class TowerDaemon:
     def _conclude_confirmation(self, look: Look, verdict: Verdict, now: float) -> None:
         assert look.candidate is not None
         if verdict.outcome == "confirmed":
+            assert self.fires is not None
             self.counters["confirmed"] += 1
             lidar = look.probe.result() if look.probe is not None else None
-            geo = self._geolocate(verdict.bearing_deg, verdict.elevation_deg, lidar)
             # the fire was first seen when the patrol raised the candidate
-            observation = self._observation(verdict, geo, look.candidate.t, lidar)
-            events = self._alarm_events([self.alarms.observe_confirmed(observation, now)])
-            for event in events:
-                self._publish_alarm(event, verdict, now)
+            geo = self.fires.confirmed(verdict, look.candidate.t, lidar, now)
             log.info("fire confirmed", bearing_deg=round(verdict.bearing_deg, 3),
                      range_m=geo.range_m, bearing_only=geo.bearing_only)  # fmt: skip
             return
@@ -395,124 +366,6 @@ class TowerDaemon:
         self.counters["dismissed"] += 1
         self.looks.dismiss(look.candidate, verdict.reason, now)
         log.info("candidate dismissed", reason=verdict.reason, pan_deg=round(look.pan_deg, 3))
-
-    def _geolocate(
-        self, bearing_deg: float, elevation_deg: float, lidar: ProbeResult | None = None
-    ) -> Geolocation:
-        g = self.cfg.geolocation
-        return geolocate(
-            self.site,
-            bearing_deg,
-            elevation_deg,
-            terrain=self.terrain,
-            ground_elevation_m=self.cfg.tower.ground_elevation_m,
-            canopy_height_m=g.canopy_height_m,
-            lidar_range_m=lidar.range_m if lidar is not None else None,
-            k=g.refraction_k,
-            max_range_m=g.max_range_m,
-            errors=ErrorModel(
-                sigma_pan_deg=g.sigma_pan_deg,
-                sigma_tilt_deg=g.sigma_tilt_deg,
-                sigma_k=g.sigma_refraction_k,
-                sigma_dem_m=g.sigma_dem_m,
-            ),
-        )
-
-    def _observation(
-        self, verdict: Verdict, geo: Geolocation, now: float, lidar: ProbeResult | None = None
-    ) -> FireObservation:
-        range_m = geo.range_m
-        if range_m is None and math.isfinite(geo.range_min_m) and math.isfinite(geo.range_max_m):
-            range_m = 0.5 * (geo.range_min_m + geo.range_max_m)  # bearing-only: mid-interval
-        a_eq_m2 = verdict.a_eq_m2(range_m, self._transmittance(range_m))
-        return FireObservation.from_geolocation(
-            geo,
-            t=now,
-            bearing_sigma_deg=self._bearing_sigma_deg(self.cfg.camera.zoom_hfov_deg),
-            a_eq_m2=a_eq_m2,
-            peak_k=verdict.peak_k,
-            evidence={"thermal": verdict.evidence}
-            | ({"lidar": lidar.evidence} if lidar is not None else {}),
-            confidence=verdict.confidence,
-        )
-
-    def _transmittance(self, range_m: float | None) -> float:
-        """Fire-spectrum transmittance of today's air over ``range_m`` (1 when unknown)."""
-        if range_m is None:
-            return 1.0
-        w = self.cfg.weather
-        return float(atmosphere_of(w).transmittance(range_m, 1000.0, w.air_temp_c + 273.15))
-
-    def _bearing_sigma_deg(self, hfov_deg: float) -> float:
-        """1-σ of a stated bearing: pan calibration and the centroid's pixel quantisation.
-
-        A centroid uniformly placed within one pixel has σ = IFOV/√12.
-        """
-        ifov_deg = hfov_deg / self.cfg.camera.width_px
-        return math.hypot(self.cfg.geolocation.sigma_pan_deg, ifov_deg / math.sqrt(12.0))
-
-    # ------------------------------------------------------------------ alarms
-
-    def _alarm_events(self, events: list[AlarmEvent | None]) -> list[AlarmEvent]:
-        return [e for e in events if e is not None]
-
-    def _publish_alarm(self, event: AlarmEvent, verdict: Verdict | None, now: float) -> None:
-        assert self.uplink is not None and self.devices is not None
-        tower = self._tower_ref()
-        self.uplink.send_alarm(event.to_message(tower))
-        if event.state == "confirmed":
-            self._close_relay(now)
-            if verdict is not None and verdict.frame is not None:
-                self._send_snapshot(event, verdict)
-        log.info("alarm", alarm_id=event.alarm_id, seq=event.seq, state=event.state)
-
-    def _send_snapshot(self, event: AlarmEvent, verdict: Verdict) -> None:
-        assert self.uplink is not None and verdict.frame is not None
-        obs = event.observation
-        visible = self.last_visible.image if self.last_visible is not None else None
-        jpeg = render_snapshot(
-            verdict.frame.image,
-            visible,
-            verdict.hotspot_xy,
-            bearing_deg=obs.bearing_deg,
-            range_m=None if obs.bearing_only else obs.range_m,
-            range_interval_m=(obs.range_min_m, obs.range_max_m),
-            range_source=obs.range_source,
-            t_unix=event.t,
-            tower_id=self.cfg.tower.id,
-            alarm_id=event.alarm_id,
-        )
-        save_snapshot(jpeg, self.state_dir / "snapshots", event.alarm_id, event.seq)
-        self.uplink.send_snapshot(event.alarm_id, jpeg)
-
-    # ------------------------------------------------------------------ relay
-
-    def _close_relay(self, now: float) -> None:
-        assert self.devices is not None
-        if self.devices.relay is None:
-            return
-        self.devices.relay.set_output(True)
-        self.relay_closed_at = now
-        log.info("relay closed")
-
-    def _open_relay(self, why: str) -> None:
-        assert self.devices is not None
-        if self.devices.relay is None or self.relay_closed_at is None:
-            return
-        self.devices.relay.set_output(False)
-        self.relay_closed_at = None
-        log.info("relay opened", reason=why)
-
-    def _relay_rules(self, now: float) -> None:
-        """On-time and hold: open the contact once its time is up and nothing holds it."""
-        rules = self.cfg.alarm_output
-        if self.relay_closed_at is None or rules.on_time_s <= 0.0:
-            return
-        if now - self.relay_closed_at < rules.on_time_s:
-            return
-        if rules.hold_while_open and self.alarms.open_alarms():
-            return
-        self._open_relay("on-time elapsed")
 
     # ------------------------------------------------------------------ commands
 
@@ -545,13 +398,12 @@ class TowerDaemon:
             self._command_handlers[command.verb](command, self.clock.now())
 
     def _test_alarm(self, command: TestAlarmCommand, now: float) -> None:
-        assert self.uplink is not None
-        hfov_deg = self.cfg.camera.hfov_deg
-        event = self.alarms.test_alarm(now, bearing_sigma_deg=self._bearing_sigma_deg(hfov_deg))
-        self.uplink.send_alarm(event.to_message(self._tower_ref()))
+        assert self.fires is not None
+        self.fires.test_alarm(now)
 
     def _relay_reset(self, command: RelayResetCommand, now: float) -> None:
-        self._open_relay("relay-reset command")
+        assert self.fires is not None
+        self.fires.relay_reset()
 
     def _goto(self, command: GotoCommand, now: float) -> None:
         look = self.looks.hold_look(command.pan_deg, command.tilt_deg, command.hfov_deg,
@@ -573,83 +425,28 @@ class TowerDaemon:
     # ------------------------------------------------------------------ status
 
     def _housekeeping(self) -> None:
+        assert self.fires is not None
         now = self.clock.now()
         if self.first_frame_t is not None:
-            for event in self.alarms.due_updates(now) + self.alarms.due_clears(now):
-                self._publish_alarm(event, None, now)
-            self._relay_rules(now)
-        wall = time.monotonic()
-        if wall - self.last_status_wall >= self.cfg.mqtt.status_interval_s:
-            self.last_status_wall = wall
-            self._publish_status(now)
-        fresh = self.last_frame_wall is not None and wall - self.last_frame_wall < WATCHDOG_FRESH_S
-        if fresh and wall - self.last_watchdog_wall >= 1.0:
-            self.last_watchdog_wall = wall
+            self.fires.housekeeping(now)
+        if self.status.status_due():
+            self._publish_status()
+        if self.status.watchdog_due():
             sdnotify.watchdog()
 
-    def status_message(self, now: float) -> StatusMessage:
+    def _publish_status(self) -> None:
         assert self.devices is not None and self.uplink is not None and self.ptz is not None
-        c = self.cfg
-        reasons: list[str] = []
-        sensors: dict[str, SensorHealth] = {}
-        for name, health in self.devices.health().items():
-            state = _SENSOR_STATE[health.state]
-            if state != "ok":
-                reasons.append(f"{name}: {health.last_error or health.state.value}")
-            sensors[name] = SensorHealth(state=state, detail=health.last_error)
-        wall = time.monotonic()
-        if self.last_frame_wall is None or wall - self.last_frame_wall > FRAME_STALE_S:
-            reasons.append(f"thermal: no frame for {FRAME_STALE_S:.0f} s")
-            sensors["thermal"] = SensorHealth(state="failed", detail="no frames")
-        if self.alarms.load_problem is not None:
-            reasons.append(self.alarms.load_problem)
-        ptz_error = self.ptz.reading().error
-        if ptz_error:
-            reasons.append(f"ptz: {ptz_error}")
-        position = TowerPosition(
-            lat=c.tower.lat, lon=c.tower.lon, height_m=c.tower.camera_altitude_m
-        )
-        if self.devices.gnss is not None:
-            fix = self.devices.gnss.latest_fix()
-            if fix is not None:
-                # The configured (surveyed) position is what geolocation uses; a GNSS fix
-                # far from it means the config or the mast is wrong: say so.
-                offset_m, _ = distance_bearing(c.tower.lat, c.tower.lon, fix.lat, fix.lon)
-                if offset_m > GNSS_POSITION_TOLERANCE_M:
-                    reasons.append(
-                        f"gnss: fix {fix.lat:.6f}, {fix.lon:.6f} is {offset_m:.0f} m from "
-                        f"tower.lat/tower.lon (tolerance {GNSS_POSITION_TOLERANCE_M:.0f} m)"
-                    )
-        is_day = self.detection.is_day(now or time.time())
-        ranges = mission_ranges(c.camera, c.weather, c.coverage, is_day=is_day)
-        for r in ranges:
-            if not r.met:
-                reasons.append(
-                    f"detection range: a {r.size_m:g} m fire is seen to {r.detectable_range_m / 1000:.1f} km "
-                    f"today, {r.required_range_m / 1000:.1f} km required"
-                )
-        counters = dict(self.counters)
-        uplink = self.uplink.counters()
-        counters.update(
-            {"mqtt_reconnects": uplink.reconnects, "outbox_dropped": uplink.outbox_dropped}
-        )
-        return StatusMessage(
-            tower_id=c.tower.id,
-            state="degraded" if reasons else "online",
-            reasons=tuple(reasons),
-            heartbeat_at=iso_z(time.time()),
-            version=__version__,
-            uptime_s=round(wall - self.started_wall, 1),
-            sensors=sensors,
-            outbox_depth=uplink.outbox_depth,
-            position=position,
+        gnss = self.devices.gnss
+        problems = (self.alarms.load_problem,) if self.alarms.load_problem else ()
+        status = self.status.message(
+            now=self.clock.now(),
+            health=self.devices.health(),
+            ptz_error=self.ptz.reading().error,
+            gnss_fix=gnss.latest_fix() if gnss is not None else None,
+            uplink=self.uplink.counters(),
+            counters=self.counters,
             patrol_cycle_s=self.looks.patrol_cycle_s,
-            detection_range_m=coverage_range_m(ranges),
-            counters=counters,
+            problems=problems,
         )
-
-    def _publish_status(self, now: float) -> None:
-        assert self.uplink is not None
-        status = self.status_message(now)
         self.uplink.publish_status(status)
         sdnotify.status(f"{status.state}: {', '.join(status.reasons) or 'all sensors ok'}")

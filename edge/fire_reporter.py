@@ -1,0 +1,234 @@
+"""The fire reporter: a verdict becomes a located observation, an alarm, a snapshot and the relay.
+
+The daemon's loop hands it what a confirmation or revisit concluded; it geolocates the
+fire, lets the alarm book decide what changed, closes the relay before anything is
+stored or sent (the siren must not wait on a disk or a broker), publishes the alarm and
+its snapshot, and runs the relay's on-time rule. One thread (the daemon's) calls it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from drivers.base import Frame
+from edge.alarms import AlarmBook, AlarmEvent, FireObservation
+from edge.config import TowerConfig
+from edge.confirm import Verdict
+from edge.coverage import atmosphere_of
+from edge.geolocation import ErrorModel, Geolocation, Terrain, TowerSite, geolocate
+from edge.lidar_probe import ProbeResult
+from edge.messages import AlarmMessage
+from edge.snapshot import render_snapshot, save_snapshot
+
+log = structlog.get_logger(__name__)
+
+
+class AlarmSink(Protocol):
+    """Where alarms and snapshots go (edge.uplink.Uplink)."""
+
+    def send_alarm(self, message: AlarmMessage) -> int: ...
+
+    def send_snapshot(self, alarm_id: str, jpeg: bytes) -> Any: ...
+
+
+class RelayOutput(Protocol):
+    def set_output(self, on: bool) -> None: ...
+
+
+def bearing_sigma_deg(sigma_pan_deg: float, hfov_deg: float, width_px: int) -> float:
+    """1-σ of a stated bearing: pan calibration and the centroid's pixel quantisation.
+
+    A centroid uniformly placed within one pixel has σ = IFOV/√12, so the result is > 0
+    even for a perfectly calibrated head.
+    """
+    ifov_deg = hfov_deg / width_px
+    return math.hypot(sigma_pan_deg, ifov_deg / math.sqrt(12.0))
+
+
+class FireReporter:
+    def __init__(
+        self,
+        cfg: TowerConfig,
+        alarms: AlarmBook,
+        sink: AlarmSink,
+        relay: RelayOutput | None,
+        *,
+        terrain: Terrain | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.alarms = alarms
+        self.sink = sink
+        self.relay = relay
+        self.terrain = terrain
+        self.site = TowerSite(cfg.tower.lat, cfg.tower.lon, cfg.tower.camera_altitude_m)
+        self.snapshot_dir = Path(cfg.storage.state_dir) / "snapshots"
+        self.tower_ref = {"id": cfg.tower.id, "lat": cfg.tower.lat, "lon": cfg.tower.lon}
+        self.relay_closed_at: float | None = None
+        self.last_visible: Frame | None = None
+        g = cfg.geolocation
+        self.errors = ErrorModel(
+            sigma_pan_deg=g.sigma_pan_deg,
+            sigma_tilt_deg=g.sigma_tilt_deg,
+            sigma_k=g.sigma_refraction_k,
+            sigma_dem_m=g.sigma_dem_m,
+        )
+
+    # --- what the looks concluded ------------------------------------------------
+
+    def confirmed(
+        self, verdict: Verdict, first_seen_t: float, lidar: ProbeResult | None, now: float
+    ) -> Geolocation:
+        """A confirmation scan confirmed a fire first seen at first_seen_t."""
+        geo = self.geolocate(verdict.bearing_deg, verdict.elevation_deg, lidar)
+        observation = self.observation(verdict, geo, first_seen_t, lidar)
+        if not self.alarms.is_known(observation):
+            # a new fire: the siren first, then the disk and the broker, either of which
+            # may fail or stall
+            self._close_relay(now)
+        event = self.alarms.observe_confirmed(observation, now)
+        if event is not None:
+            self.publish(event, verdict, now)
+        return geo
+
+    def seen_again(
+        self, alarm_id: str, verdict: Verdict, lidar: ProbeResult | None, now: float
+    ) -> None:
+        """A revisit saw an open alarm's fire again."""
+        geo = self.geolocate(verdict.bearing_deg, verdict.elevation_deg, lidar)
+        event = self.alarms.observe_seen(alarm_id, self.observation(verdict, geo, now, lidar), now)
+        if event is not None:
+            self.publish(event, verdict, now)
+
+    def not_seen(self, alarm_id: str, now: float) -> None:
+        self.alarms.observe_absent(alarm_id, now)
+
+    def housekeeping(self, now: float) -> None:
+        """Rate-limited updates and clears that are due, and the relay's on-time rule."""
+        for event in self.alarms.due_updates(now) + self.alarms.due_clears(now):
+            self.publish(event, None, now)
+        self._relay_rules(now)
+
+    def test_alarm(self, now: float) -> None:
+        sigma = bearing_sigma_deg(
+            self.cfg.geolocation.sigma_pan_deg, self.cfg.camera.hfov_deg, self.cfg.camera.width_px
+        )
+        event = self.alarms.test_alarm(now, bearing_sigma_deg=sigma)
+        self.sink.send_alarm(event.to_message(self.tower_ref))
+
+    def relay_reset(self) -> None:
+        self._open_relay("relay-reset command")
+
+    def resend_saved(self) -> None:
+        """Queue the newest event of each alarm again (after a start).
+
+        An alarm saved just before a crash may never have reached the outbox; the hub
+        de-duplicates on (alarm_id, seq).
+        """
+        for event in self.alarms.events_for_resend():
+            self.sink.send_alarm(event.to_message(self.tower_ref))
+
+    # --- geolocation -------------------------------------------------------------
+
+    def geolocate(
+        self, bearing_deg: float, elevation_deg: float, lidar: ProbeResult | None = None
+    ) -> Geolocation:
+        g = self.cfg.geolocation
+        return geolocate(
+            self.site,
+            bearing_deg,
+            elevation_deg,
+            terrain=self.terrain,
+            ground_elevation_m=self.cfg.tower.ground_elevation_m,
+            canopy_height_m=g.canopy_height_m,
+            lidar_range_m=lidar.range_m if lidar is not None else None,
+            k=g.refraction_k,
+            max_range_m=g.max_range_m,
+            errors=self.errors,
+        )
+
+    def observation(
+        self, verdict: Verdict, geo: Geolocation, t: float, lidar: ProbeResult | None = None
+    ) -> FireObservation:
+        range_m = geo.range_m
+        if range_m is None and math.isfinite(geo.range_min_m) and math.isfinite(geo.range_max_m):
+            range_m = 0.5 * (geo.range_min_m + geo.range_max_m)  # bearing-only: mid-interval
+        cam = self.cfg.camera
+        return FireObservation.from_geolocation(
+            geo,
+            t=t,
+            bearing_sigma_deg=bearing_sigma_deg(
+                self.cfg.geolocation.sigma_pan_deg, cam.zoom_hfov_deg, cam.width_px
+            ),
+            a_eq_m2=verdict.a_eq_m2(range_m, self.transmittance(range_m)),
+            peak_k=verdict.peak_k,
+            evidence={"thermal": verdict.evidence}
+            | ({"lidar": lidar.evidence} if lidar is not None else {}),
+            confidence=verdict.confidence,
+        )
+
+    def transmittance(self, range_m: float | None) -> float:
+        """Fire-spectrum transmittance of today's air over ``range_m`` (1 when unknown)."""
+        if range_m is None:
+            return 1.0
+        w = self.cfg.weather
+        return float(atmosphere_of(w).transmittance(range_m, 1000.0, w.air_temp_c + 273.15))
+
+    # --- publishing --------------------------------------------------------------
+
+    def publish(self, event: AlarmEvent, verdict: Verdict | None, now: float) -> None:
+        if event.state == "confirmed":
+            self._close_relay(now)
+        self.sink.send_alarm(event.to_message(self.tower_ref))
+        if event.state == "confirmed" and verdict is not None and verdict.frame is not None:
+            self._send_snapshot(event, verdict)
+        log.info("alarm", alarm_id=event.alarm_id, seq=event.seq, state=event.state)
+
+    def _send_snapshot(self, event: AlarmEvent, verdict: Verdict) -> None:
+        assert verdict.frame is not None
+        obs = event.observation
+        visible = self.last_visible.image if self.last_visible is not None else None
+        jpeg = render_snapshot(
+            verdict.frame.image,
+            visible,
+            verdict.hotspot_xy,
+            bearing_deg=obs.bearing_deg,
+            range_m=None if obs.bearing_only else obs.range_m,
+            range_interval_m=(obs.range_min_m, obs.range_max_m),
+            range_source=obs.range_source,
+            t_unix=event.t,
+            tower_id=self.cfg.tower.id,
+            alarm_id=event.alarm_id,
+        )
+        save_snapshot(jpeg, self.snapshot_dir, event.alarm_id, event.seq)
+        self.sink.send_snapshot(event.alarm_id, jpeg)
+
+    # --- relay -------------------------------------------------------------------
+
+    def _close_relay(self, now: float) -> None:
+        if self.relay is None:
+            return
+        self.relay.set_output(True)
+        self.relay_closed_at = now
+        log.info("relay closed")
+
+    def _open_relay(self, why: str) -> None:
+        if self.relay is None or self.relay_closed_at is None:
+            return
+        self.relay.set_output(False)
+        self.relay_closed_at = None
+        log.info("relay opened", reason=why)
+
+    def _relay_rules(self, now: float) -> None:
+        """On-time and hold: open the contact once its time is up and nothing holds it."""
+        rules = self.cfg.alarm_output
+        if self.relay_closed_at is None or rules.on_time_s <= 0.0:
+            return
+        if now - self.relay_closed_at < rules.on_time_s:
+            return
+        if rules.hold_while_open and self.alarms.open_alarms():
+            return
+        self._open_relay("on-time elapsed")
