@@ -55,6 +55,10 @@ from edge.uplink import Uplink
 log = structlog.get_logger(__name__)
 
 ARRIVAL_TOLERANCE_DEG = 0.05  # head position within this of the target: arrived
+# Frame times outside these years are a broken camera clock, not a moment to process
+# (the sun's position and the tower clock would be nonsense).
+FRAME_T_MIN_S = 946_684_800.0  # 2000-01-01
+FRAME_T_MAX_S = 4_102_444_800.0  # 2100-01-01
 MOVE_TIMEOUT_S = 30.0  # tower time allowed for a slew before the look is abandoned
 
 
@@ -84,6 +88,7 @@ class TowerDaemon:
             "frames": 0,
             "frames_shutter": 0,
             "frames_invalid": 0,
+            "frames_failed": 0,
             "candidates": 0,
             "confirmed": 0,
             "dismissed": 0,
@@ -192,8 +197,39 @@ class TowerDaemon:
         self._drain_visible()
         self._drain_commands()
         if frame is not None:
-            self._on_frame(frame)
+            self._process_frame(frame)
         self._housekeeping()
+
+    def _process_frame(self, frame: Frame) -> None:
+        """One frame inside its own error handler: a bad frame is counted and dropped."""
+        problem = self._frame_problem(frame)
+        if problem is not None:
+            self.counters["frames_invalid"] += 1
+            if self.counters["frames_invalid"] % 100 == 1:  # the first, then every 100th
+                log.warning("frame dropped", seq=frame.seq, problem=problem,
+                            dropped=self.counters["frames_invalid"])  # fmt: skip
+            return
+        try:
+            self._on_frame(frame)
+        except Exception:
+            # The per-frame boundary (STYLE §9): whatever one frame does, the tower goes on.
+            self.counters["frames_failed"] += 1
+            log.exception("frame processing failed", seq=frame.seq,
+                          failed=self.counters["frames_failed"])  # fmt: skip
+
+    def _frame_problem(self, frame: Frame) -> str | None:
+        """Why the camera's frame cannot be processed, or None."""
+        if not FRAME_T_MIN_S <= frame.t <= FRAME_T_MAX_S:  # NaN fails too
+            return f"frame time {frame.t!r} is not a time between 2000 and 2100"
+        cam = self.cfg.camera
+        if frame.radiometric and frame.image.shape[:2] != (cam.height_px, cam.width_px):
+            return (
+                f"frame of {frame.image.shape[1]}x{frame.image.shape[0]} px, camera.width_px x "
+                f"camera.height_px is {cam.width_px}x{cam.height_px}"
+            )
+        if math.isfinite(frame.hfov_deg) and not 0.0 < frame.hfov_deg < 180.0:
+            return f"frame hfov_deg {frame.hfov_deg} is not in (0, 180)"
+        return None
 
     def _drain_visible(self) -> None:
         assert self.devices is not None

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from drivers.base import Frame
 from edge.config import load_config
 from edge.daemon import TowerDaemon
 from edge.messages import COMMAND_MODELS, CommandError, GotoCommand, RecheckCommand
@@ -60,3 +63,31 @@ def test_a_recheck_at_the_antipode_is_refused(daemon: TowerDaemon) -> None:
     with pytest.raises(CommandError, match="max_range_m"):
         daemon.handle_command(RecheckCommand(lat=-tower.lat, lon=lon))
     assert daemon.commands.empty()
+
+
+def _frame(t: float = 1.75e9, shape: tuple[int, int] = (512, 640), hfov: float = 5.86) -> Frame:
+    return Frame(np.full(shape, 290.0, dtype=np.float32), t, 1, True, 135.0, -0.3, hfov)
+
+
+@pytest.mark.parametrize(
+    ("frame", "problem"),
+    [
+        (_frame(t=1e300), "frame time"),
+        (_frame(t=math.nan), "frame time"),
+        (_frame(shape=(480, 640)), "camera.width_px"),
+        (_frame(hfov=0.0), "hfov_deg"),
+    ],
+)
+def test_a_bad_frame_is_counted_and_dropped(
+    daemon: TowerDaemon, frame: Frame, problem: str
+) -> None:
+    assert problem in (daemon._frame_problem(frame) or "")
+    daemon._process_frame(frame)
+    assert daemon.counters["frames_invalid"] == 1
+    assert daemon.clock.now() == 0.0  # the camera clock was not moved by it
+
+
+def test_an_error_while_processing_a_frame_is_counted_not_fatal(daemon: TowerDaemon) -> None:
+    # no devices are open here: starting the first look fails inside the frame's handler
+    daemon._process_frame(_frame())
+    assert daemon.counters["frames_failed"] == 1 and daemon.counters["frames_invalid"] == 0
