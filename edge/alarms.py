@@ -275,6 +275,9 @@ class _BookFile:
     tower_id: str
     open: list[_Alarm]
     closed: list[AlarmEvent]
+    # tower time the alarm relay was closed at, None while it is open: a restart
+    # restores the siren instead of silencing it mid-alarm
+    relay_closed_at: float | None = None
 
 
 _BOOK_FILE: Final = TypeAdapter(_BookFile)
@@ -363,6 +366,7 @@ class AlarmBook:
         self.track_length = a.track_length
         # Why the book could not be read at start (the status reports it), else None.
         self.load_problem: str | None = None
+        self._relay_closed_at: float | None = None
         self._open: dict[str, _Alarm] = {}
         self._closed: list[AlarmEvent] = []
         self._load()
@@ -381,6 +385,17 @@ class AlarmBook:
         due = [a for a in self._open.values() if now >= a.last_looked_at + self.revisit_interval_s]
         due.sort(key=lambda a: a.last_looked_at)
         return [self._view(a) for a in due]
+
+    @property
+    def relay_closed_at(self) -> float | None:
+        """When the alarm relay was closed (kept across restarts), None while open."""
+        return self._relay_closed_at
+
+    def set_relay(self, closed_at: float | None) -> None:
+        """Record the relay's state; saved at once."""
+        if closed_at != self._relay_closed_at:
+            self._relay_closed_at = closed_at
+            self._save()
 
     def is_known(self, fire: FireObservation) -> bool:
         """Would observe_confirmed merge this fire into an open alarm (no new alarm)?"""
@@ -698,7 +713,13 @@ class AlarmBook:
 
     def _save(self) -> None:
         """Write the whole book atomically: temp file, fsync, rename, fsync the folder."""
-        book = _BookFile(STATE_FORMAT, self.tower_id, list(self._open.values()), self._closed)
+        book = _BookFile(
+            STATE_FORMAT,
+            self.tower_id,
+            list(self._open.values()),
+            self._closed,
+            self._relay_closed_at,
+        )
         text = _BOOK_FILE.dump_json(book)
         folder = self.state_path.parent
         folder.mkdir(parents=True, exist_ok=True)
@@ -722,7 +743,7 @@ class AlarmBook:
             log.info("alarm_state_new", path=str(self.state_path), action="starting empty")
             return
         try:
-            open_alarms, closed = self._parse(data)
+            open_alarms, closed, relay_closed_at = self._parse(data)
         except ValueError as err:  # pydantic's ValidationError and bad UTF-8 are ValueErrors
             corrupt = self.state_path.with_name(self.state_path.name + ".corrupt")
             os.replace(self.state_path, corrupt)
@@ -741,6 +762,7 @@ class AlarmBook:
             return
         self._open = {a.alarm_id: a for a in open_alarms}
         self._closed = closed[-_CLOSED_HISTORY:]
+        self._relay_closed_at = relay_closed_at
         log.info(
             "alarm_state_loaded",
             path=str(self.state_path),
@@ -748,7 +770,7 @@ class AlarmBook:
             alarm_ids=sorted(self._open),
         )
 
-    def _parse(self, data: bytes) -> tuple[list[_Alarm], list[AlarmEvent]]:
+    def _parse(self, data: bytes) -> tuple[list[_Alarm], list[AlarmEvent], float | None]:
         book = _BOOK_FILE.validate_json(data)
         if book.tower_id != self.tower_id:
             log.warning(
@@ -759,4 +781,4 @@ class AlarmBook:
             )
         if len({a.alarm_id for a in book.open}) != len(book.open):
             raise ValueError("an alarm id appears twice")
-        return book.open, book.closed
+        return book.open, book.closed, book.relay_closed_at

@@ -141,7 +141,7 @@ class TowerDaemon:
         self.uplink.subscribe_commands(
             lambda verb, payload: self.handle_command(parse_command(verb, payload))
         )
-        self.fires.resend_saved()
+        self.fires.resume()
         sdnotify.ready()
         log.info("daemon started", tower=cfg.tower.id, stops=len(self.looks.patrol.stops),
                  hfov_deg=round(cfg.camera.hfov_deg, 3))  # fmt: skip

@@ -67,7 +67,6 @@ class FireReporter:
         self.site = TowerSite(cfg.tower.lat, cfg.tower.lon, cfg.tower.camera_altitude_m)
         self.snapshot_dir = Path(cfg.storage.state_dir) / "snapshots"
         self.tower_ref = {"id": cfg.tower.id, "lat": cfg.tower.lat, "lon": cfg.tower.lon}
-        self.relay_closed_at: float | None = None
         self.last_visible: Frame | None = None
         g = cfg.geolocation
         self.errors = ErrorModel(
@@ -122,12 +121,16 @@ class FireReporter:
     def relay_reset(self) -> None:
         self._open_relay("relay-reset command")
 
-    def resend_saved(self) -> None:
-        """Queue the newest event of each alarm again (after a start).
+    def resume(self) -> None:
+        """After a start: the relay as it was, and the newest event of each alarm again.
 
-        An alarm saved just before a crash may never have reached the outbox; the hub
-        de-duplicates on (alarm_id, seq).
+        A relay closed before a restart is closed again (the siren must not fall silent
+        mid-alarm because the process restarted). An alarm saved just before a crash may
+        never have reached the outbox; the hub de-duplicates on (alarm_id, seq).
         """
+        if self.relay is not None and self.alarms.relay_closed_at is not None:
+            self.relay.set_output(True)
+            log.info("relay closed again after a restart")
         for event in self.alarms.events_for_resend():
             self.sink.send_alarm(event.to_message(self.tower_ref))
 
@@ -212,22 +215,23 @@ class FireReporter:
         if self.relay is None:
             return
         self.relay.set_output(True)
-        self.relay_closed_at = now
         log.info("relay closed")
+        self.alarms.set_relay(now)
 
     def _open_relay(self, why: str) -> None:
-        if self.relay is None or self.relay_closed_at is None:
+        if self.relay is None or self.alarms.relay_closed_at is None:
             return
         self.relay.set_output(False)
-        self.relay_closed_at = None
         log.info("relay opened", reason=why)
+        self.alarms.set_relay(None)
 
     def _relay_rules(self, now: float) -> None:
         """On-time and hold: open the contact once its time is up and nothing holds it."""
         rules = self.cfg.alarm_output
-        if self.relay_closed_at is None or rules.on_time_s <= 0.0:
+        closed_at = self.alarms.relay_closed_at
+        if closed_at is None or rules.on_time_s <= 0.0:
             return
-        if now - self.relay_closed_at < rules.on_time_s:
+        if now - closed_at < rules.on_time_s:
             return
         if rules.hold_while_open and self.alarms.open_alarms():
             return

@@ -100,3 +100,23 @@ def test_relay_on_time_is_held_while_an_alarm_is_open(cfg: TowerConfig, tmp_path
 def test_a_bearing_sigma_is_never_zero() -> None:
     assert bearing_sigma_deg(0.0, 2.93, 640) == pytest.approx(2.93 / 640 / 12**0.5)
     assert bearing_sigma_deg(0.05, 2.93, 640) > 0.05
+
+
+def test_a_restart_closes_the_relay_again_unless_it_was_reset(
+    cfg: TowerConfig, tmp_path: Path
+) -> None:
+    path = tmp_path / "alarms.json"
+    log: list[str] = []
+    reporter = FireReporter(cfg, AlarmBook(path, cfg.tower.id, cfg.alarm), Sink(log), Relay(log))
+    reporter.confirmed(verdict(), T0 - 10.0, None, T0)
+
+    after: list[str] = []
+    restarted = FireReporter(cfg, AlarmBook(path, cfg.tower.id, cfg.alarm), Sink(after),
+                             Relay(after))  # fmt: skip
+    restarted.resume()
+    assert after[0] == "relay on" and "alarm confirmed" in after  # and the alarm is resent
+
+    restarted.relay_reset()
+    again: list[str] = []
+    FireReporter(cfg, AlarmBook(path, cfg.tower.id, cfg.alarm), Sink(again), Relay(again)).resume()
+    assert "relay on" not in again
