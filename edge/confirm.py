@@ -21,7 +21,6 @@ import numpy as np
 from detectors import radiometry
 from detectors.blobs import make_blobs
 from detectors.hotspot import HotspotParams, detect_hotspots, radiance_lut
-from detectors.pipeline import pan_tilt_to_pixel, pixel_to_pan_tilt
 from detectors.zoom_test import BlobMeasurement, measure, zoom_test
 from drivers.base import Frame
 from edge.config import TowerConfig
@@ -91,10 +90,10 @@ class ConfirmationScan:
 
     def add_frame(self, frame: Frame, pose: tuple[float, float, float], now: float) -> None:
         self.frames += 1
-        pan, tilt, hfov = pose
+        hfov = pose[2]
         height, width = frame.image.shape[:2]
-        ex, ey = pan_tilt_to_pixel(
-            self.candidate.pan_deg, self.candidate.tilt_deg, pan, tilt, hfov, width, height
+        ex, ey = self.context.direction_pixel(
+            self.candidate.pan_deg, self.candidate.tilt_deg, pose, width, height
         )
         if not (math.isfinite(ex) and math.isfinite(ey)):
             return
@@ -155,9 +154,8 @@ class ConfirmationScan:
             last = self.sightings[-1]
             x = statistics.median(s.x for s in self.sightings)
             y = statistics.median(s.y for s in self.sightings)
-            pan, tilt, hfov = self.last_pose
             height, width = self.last_frame.image.shape[:2]
-            bearing, elevation = pixel_to_pan_tilt(x, y, pan, tilt, hfov, width, height)
+            bearing, elevation = self.context.pixel_direction(x, y, self.last_pose, width, height)
             return Verdict(
                 outcome,
                 reason,

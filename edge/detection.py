@@ -34,7 +34,14 @@ from detectors.zoom_test import BlobMeasurement, measure
 from drivers.base import Frame
 from edge.config import DetectionSettings, KnownSource, MappedRoad, TowerConfig
 from edge.geodesy import destination, distance_bearing
-from edge.geolocation import TowerSite, bearing_elevation_to
+from edge.geolocation import (
+    Lens,
+    Pose,
+    TowerSite,
+    bearing_elevation_pixel,
+    bearing_elevation_to,
+    pixel_bearing_elevation,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -209,6 +216,7 @@ class DetectionContext:
     mast_height_m: float
     known_sources: tuple[AngularSource, ...] = ()
     roads: tuple[tuple[RoadPoint, ...], ...] = ()
+    roll_deg: float = 0.0  # the camera's roll about its optical axis (ptz.calibration)
 
     @classmethod
     def from_config(cls, cfg: TowerConfig, patrol_stops: int = 0) -> DetectionContext:
@@ -227,6 +235,7 @@ class DetectionContext:
             mast_height_m=cfg.tower.mast_height_m,
             known_sources=tuple(angular_sources(site, ground_m, cfg.known_sources)),
             roads=tuple(tuple(line) for line in road_points(site, ground_m, cfg.roads)),
+            roll_deg=_roll_deg(cfg),
         )
 
     @classmethod
@@ -252,11 +261,41 @@ class DetectionContext:
     def is_day(self, t: float) -> bool:
         return self.sun(t)[2]
 
+    def _lens(self, hfov_deg: float, width_px: int, height_px: int) -> Lens:
+        focal_px = (width_px / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
+        return Lens(focal_px, (width_px - 1) / 2.0, (height_px - 1) / 2.0)
+
+    def pixel_direction(
+        self, x: float, y: float, pose: tuple[float, float, float], width_px: int, height_px: int
+    ) -> tuple[float, float]:
+        """The one pixel → (azimuth, elevation) model: a pinhole of the pose's hfov, turned
+        by the camera's roll (edge.geolocation's Lens and Pose)."""
+        pan, tilt, hfov = pose
+        lens = self._lens(hfov, width_px, height_px)
+        az, el = pixel_bearing_elevation(x, y, Pose(pan, tilt, self.roll_deg), lens)
+        return az % 360.0, el
+
+    def direction_pixel(
+        self, az_deg: float, el_deg: float, pose: tuple[float, float, float],
+        width_px: int, height_px: int,
+    ) -> tuple[float, float]:  # fmt: skip
+        """Pixel (x, y) of a direction at a pose; NaN when it lies behind the camera."""
+        pan, tilt, hfov = pose
+        lens = self._lens(hfov, width_px, height_px)
+        u, v = bearing_elevation_pixel(az_deg, el_deg, Pose(pan, tilt, self.roll_deg), lens)
+        return float(u), float(v)
+
     def pipeline(self) -> FramePipeline:
         """A fresh pipeline (its own tracks and pose memory) for this context."""
         return FramePipeline(self.params, self.width_px, self.height_px,
                              radiometric=self.radiometric,
                              horizon_elevation_deg=self.horizon_elevation_deg)  # fmt: skip
+
+
+def _roll_deg(cfg: TowerConfig) -> float:
+    """ptz.calibration.roll_deg where the head's driver has a calibration, else 0."""
+    calibration = getattr(cfg.ptz, "calibration", None)
+    return float(getattr(calibration, "roll_deg", 0.0))
 
 
 class ThermalStage:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from detectors.pipeline import pan_tilt_to_pixel
+from detectors.pipeline import pan_tilt_to_pixel, pixel_to_pan_tilt
 from edge.config import KnownSource, MappedRoad, MapPoint, load_config
-from edge.detection import angular_sources, road_mask, road_points
+from edge.detection import DetectionContext, angular_sources, road_mask, road_points
 from edge.geodesy import destination
 from edge.geolocation import TowerSite, bearing_elevation_to
 
@@ -57,3 +59,33 @@ def test_known_sources_become_directions_with_a_drift_tolerance() -> None:
 def test_the_example_config_roads_load() -> None:
     cfg = load_config(ROOT / "config" / "tower.example.yaml")
     assert cfg.roads and len(cfg.roads[0].points) >= 2
+
+
+def _context(roll_deg: float) -> DetectionContext:
+    return replace(DetectionContext.bare(46.9, 20.1, 640, 512, True), roll_deg=roll_deg)
+
+
+def test_the_pixel_model_is_the_pipelines_pinhole_without_roll() -> None:
+    ctx = _context(0.0)
+    rng = np.random.default_rng(3)
+    for x, y in rng.uniform(0.0, 640.0, (50, 2)):
+        pose = (float(rng.uniform(0, 360)), float(rng.uniform(-5, 5)), 5.862)
+        az, el = ctx.pixel_direction(x, y, pose, 640, 512)
+        ref_az, ref_el = pixel_to_pan_tilt(x, y, *pose, 640, 512)
+        assert abs((az - ref_az + 180.0) % 360.0 - 180.0) < 1e-9 and el == pytest.approx(ref_el)
+        assert ctx.direction_pixel(az, el, pose, 640, 512) == pytest.approx((x, y), abs=1e-6)
+
+
+def test_the_pixel_model_honours_the_cameras_roll() -> None:
+    pose = (90.0, 0.0, 5.862)
+    level = _context(0.0).pixel_direction(619.5, 255.5, pose, 640, 512)
+    rolled = _context(2.0).pixel_direction(619.5, 255.5, pose, 640, 512)
+    # 300 px right of centre at 2° roll: the point moves ~0.1° in elevation
+    assert abs(rolled[1] - level[1]) == pytest.approx(0.1, abs=0.02)
+    ctx = _context(2.0)
+    assert ctx.direction_pixel(*rolled, pose, 640, 512) == pytest.approx((619.5, 255.5), abs=1e-6)
+
+
+def test_the_roll_comes_from_the_heads_calibration() -> None:
+    cfg = load_config(ROOT / "config" / "simulated.yaml", ["ptz.calibration.roll_deg=1.5"])
+    assert DetectionContext.from_config(cfg).roll_deg == 1.5
