@@ -430,7 +430,8 @@ class TowerDaemon:
             except queue.Empty:
                 return
             self.counters["commands"] += 1
-            log.info("command", verb=command.verb.value, request_id=command.request_id)
+            log.info("command", command=type(command).__name__, verb=command.verb.value,
+                     request_id=command.request_id)  # fmt: skip
             self._command_handlers[command.verb](command, self.clock.now())
 
     def _test_alarm(self, command: TestAlarmCommand, now: float) -> None:
