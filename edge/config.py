@@ -301,6 +301,9 @@ class MqttSettings(StrictSettings):
 class StorageSettings(StrictSettings):
     state_dir: Path = Field(Path("/var/lib/towerwatch"), description="outbox, alarms, snapshots")
     outbox_max_messages: int = Field(10000, ge=10, le=10_000_000, description="outbox size cap")
+    snapshots_max_mb: float = Field(
+        200.0, gt=0.0, le=100_000.0, description="oldest alarm snapshots are deleted beyond this"
+    )
 
 
 class LoggingSettings(StrictSettings):

@@ -22,7 +22,7 @@ from edge.coverage import atmosphere_of
 from edge.geolocation import ErrorModel, Geolocation, Terrain, TowerSite, geolocate
 from edge.lidar_probe import ProbeResult
 from edge.messages import AlarmMessage
-from edge.snapshot import render_snapshot, save_snapshot
+from edge.snapshot import prune_snapshots, render_snapshot, save_snapshot
 
 log = structlog.get_logger(__name__)
 
@@ -206,7 +206,13 @@ class FireReporter:
             tower_id=self.cfg.tower.id,
             alarm_id=event.alarm_id,
         )
-        save_snapshot(jpeg, self.snapshot_dir, event.alarm_id, event.seq)
+        try:
+            save_snapshot(jpeg, self.snapshot_dir, event.alarm_id, event.seq)
+            max_bytes = int(self.cfg.storage.snapshots_max_mb * 1e6)
+            prune_snapshots(self.snapshot_dir, max_bytes)
+        except OSError as err:
+            # a full or read-only disk loses the local copy, not the hub's
+            log.warning("snapshot not kept", alarm_id=event.alarm_id, error=str(err))
         self.sink.send_snapshot(event.alarm_id, jpeg)
 
     # --- relay -------------------------------------------------------------------

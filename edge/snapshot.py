@@ -205,3 +205,31 @@ def save_snapshot(jpeg: bytes, directory: Path, alarm_id: str, seq: int) -> Path
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     return path
+
+
+def prune_snapshots(directory: Path, max_bytes: int) -> int:
+    """Delete the oldest snapshots until the folder holds at most max_bytes; returns how many.
+
+    Snapshots are evidence kept on the gateway for a while, not an archive: the hub has
+    each one. Only our own `<alarm_id>-<seq>.jpg` files are considered.
+    """
+    folder = Path(directory)
+    if not folder.is_dir():
+        return 0
+    files = []
+    for path in folder.glob("*.jpg"):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue
+        files.append((stat.st_mtime, path.name, stat.st_size, path))
+    files.sort()
+    total = sum(size for _, _, size, _ in files)
+    removed = 0
+    for _, _, size, path in files:
+        if total <= max_bytes:
+            break
+        path.unlink(missing_ok=True)
+        total -= size
+        removed += 1
+    return removed

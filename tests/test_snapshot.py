@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -12,6 +13,7 @@ import pytest
 from edge.snapshot import (
     NO_VISIBLE_GREY,
     TEXT_STRIP_HEIGHT_PX,
+    prune_snapshots,
     render_snapshot,
     save_snapshot,
     thermal_to_bgr,
@@ -181,3 +183,15 @@ def test_a_bearing_only_fix_writes_its_range_interval() -> None:
         t_unix=1_710_928_834.0, tower_id="t", alarm_id="t-1",
     )  # fmt: skip
     assert vague != unknown  # the interval is written, not "range unknown"
+
+
+def test_the_oldest_snapshots_are_pruned_beyond_the_cap(tmp_path: Path) -> None:
+    folder = tmp_path / "snapshots"
+    for seq in range(1, 6):
+        path = save_snapshot(b"\xff\xd8" + b"x" * 998, folder, "tw-07-20240703T094640Z-a1b2", seq)
+        os.utime(path, (1_700_000_000 + seq, 1_700_000_000 + seq))
+    assert prune_snapshots(folder, 3_000) == 2
+    left = sorted(p.name for p in folder.glob("*.jpg"))
+    assert left == [f"tw-07-20240703T094640Z-a1b2-{seq:04d}.jpg" for seq in (3, 4, 5)]
+    assert prune_snapshots(folder, 3_000) == 0
+    assert prune_snapshots(tmp_path / "none", 1) == 0
