@@ -201,6 +201,15 @@ class PatrolSettings(StrictSettings):
     sun_avoidance_margin_deg: float = Field(
         5.0, ge=0.0, le=45.0, description="keep the sun this far outside the field of view"
     )
+    goto_max_hold_s: float = Field(
+        300.0, gt=0.0, le=3600.0, description="longest a hub `goto` may hold the head still"
+    )
+    goto_tilt_min_deg: float = Field(
+        -30.0, ge=-90.0, le=90.0, description="lowest tilt a hub `goto` may ask for"
+    )
+    goto_tilt_max_deg: float = Field(
+        30.0, ge=-90.0, le=90.0, description="highest tilt a hub `goto` may ask for"
+    )
 
 
 class ConfirmationSettings(StrictSettings):

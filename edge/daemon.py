@@ -411,6 +411,8 @@ class TowerDaemon:
         Only immutable config is read here; the main loop carries the command out.
         """
         verb = command.verb.value
+        if isinstance(command, GotoCommand):
+            self._check_goto(command)
         if isinstance(command, RecheckCommand) and command.lat is not None:
             assert command.lon is not None
             try:
@@ -422,6 +424,19 @@ class TowerDaemon:
         except queue.Full:
             raise CommandError(f"{verb}: too many commands waiting; try again") from None
         return {"queued": True}
+
+    def _check_goto(self, command: GotoCommand) -> None:
+        p = self.cfg.patrol
+        if command.hold_s > p.goto_max_hold_s:
+            raise CommandError(
+                f"goto: hold_s {command.hold_s:g} exceeds patrol.goto_max_hold_s "
+                f"({p.goto_max_hold_s:g} s): the tower would not patrol meanwhile"
+            )
+        if not p.goto_tilt_min_deg <= command.tilt_deg <= p.goto_tilt_max_deg:
+            raise CommandError(
+                f"goto: tilt_deg {command.tilt_deg:g} is outside patrol.goto_tilt_min_deg.."
+                f"patrol.goto_tilt_max_deg ({p.goto_tilt_min_deg:g}..{p.goto_tilt_max_deg:g})"
+            )
 
     def _drain_commands(self) -> None:
         while True:
@@ -445,6 +460,11 @@ class TowerDaemon:
     def _goto(self, command: GotoCommand, now: float) -> None:
         look = self.looks.hold_look(command.pan_deg, command.tilt_deg, command.hfov_deg,
                                     command.hold_s)  # fmt: skip
+        if self.look is not None and self.look.kind in SCANNED_KINDS:
+            # a fire being confirmed or measured is not dropped for a manual look: it waits
+            if not self.looks.queue(look, first=True):
+                log.warning("goto dropped: too many looks waiting", request_id=command.request_id)
+            return
         self.look = None
         self._start_look(look, now)
 

@@ -12,6 +12,8 @@ import pytest
 from drivers.base import Frame
 from edge.config import load_config
 from edge.daemon import TowerDaemon
+from edge.detection import Candidate
+from edge.looks import LookKind
 from edge.messages import COMMAND_MODELS, CommandError, GotoCommand, RecheckCommand
 from edge.topics import CommandVerb
 
@@ -91,3 +93,28 @@ def test_an_error_while_processing_a_frame_is_counted_not_fatal(daemon: TowerDae
     # no devices are open here: starting the first look fails inside the frame's handler
     daemon._process_frame(_frame())
     assert daemon.counters["frames_failed"] == 1 and daemon.counters["frames_invalid"] == 0
+
+
+@pytest.mark.parametrize(
+    ("command", "key"),
+    [
+        (GotoCommand(pan_deg=10.0, tilt_deg=0.0, hold_s=3600.0), "patrol.goto_max_hold_s"),
+        (GotoCommand(pan_deg=10.0, tilt_deg=-60.0), "patrol.goto_tilt_min_deg"),
+        (GotoCommand(pan_deg=10.0, tilt_deg=45.0), "patrol.goto_tilt_max_deg"),
+    ],
+)
+def test_a_goto_beyond_the_soft_limits_is_refused(
+    daemon: TowerDaemon, command: GotoCommand, key: str
+) -> None:
+    with pytest.raises(CommandError, match=key):
+        daemon.handle_command(command)
+    assert daemon.commands.empty()
+
+
+def test_a_goto_waits_for_a_running_confirmation(daemon: TowerDaemon) -> None:
+    candidate = Candidate(1.75e9, 135.0, -0.3, 5.86, 320.0, 256.0, 0.6, 30.0, 20.0, 1e-8, True)
+    confirming = daemon.looks.confirm_look(candidate)
+    daemon.look = confirming
+    daemon._goto(GotoCommand(pan_deg=10.0, tilt_deg=0.0), 1.75e9)
+    assert daemon.look is confirming
+    assert [look.kind for look in daemon.looks.pending] == [LookKind.HOLD]
