@@ -52,7 +52,6 @@ from edge.messages import (
     TestAlarmCommand,
     TowerPosition,
     iso_z,
-    parse_command,
 )
 from edge.patrol import (
     PatrolPlan,
@@ -232,19 +231,11 @@ class TowerDaemon:
         password = secrets.read(m.password_secret) if m.password_secret else None
         key_path = secrets.path_of(m.tls.key_secret) if m.tls and m.tls.key_secret else None
         return Uplink(
-            host=m.host,
-            port=m.port,
-            client_id=m.client_id or self.cfg.tower.id,
+            m,
             tower_id=self.cfg.tower.id,
             outbox_path=self.state_dir / "outbox.sqlite",
-            topic_prefix=m.topic_prefix,
-            keepalive_s=m.keepalive_s,
-            username=m.username,
             password=password,
-            tls_ca_path=m.tls.ca_file if m.tls else None,
-            tls_cert_path=m.tls.cert_file if m.tls else None,
             tls_key_path=key_path,
-            session_expiry_s=m.session_expiry_s,
             outbox_max_messages=self.cfg.storage.outbox_max_messages,
         )
 
@@ -630,9 +621,9 @@ class TowerDaemon:
 
     # ------------------------------------------------------------------ commands
 
-    def _on_command(self, verb: str, payload: bytes) -> dict[str, Any]:
-        """Runs on the MQTT thread: validate, queue for the main loop, reply at once."""
-        command = parse_command(verb, payload)
+    def _on_command(self, command: Command) -> dict[str, Any]:
+        """Runs on the MQTT thread: queue the parsed command for the main loop, reply at once."""
+        verb = type(command).__name__
         try:
             self.commands.put_nowait(command)
         except queue.Full:
