@@ -284,6 +284,11 @@ class SecretsSettings(StrictSettings):
         None,
         description="folder of secret files; default: systemd's $CREDENTIALS_DIRECTORY",
     )
+    allow_readable_files: bool = Field(
+        False,
+        description="accept secret files that group or others may read "
+        "(only for the simulator's demo password checked into git)",
+    )
 
 
 DriverSection = InstanceOf[StrictSettings]

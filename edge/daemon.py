@@ -184,7 +184,7 @@ class TowerDaemon:
     def run(self) -> int:
         cfg = self.cfg
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        secrets = FileSecretStore(cfg.secrets_directory())
+        secrets = FileSecretStore.from_config(cfg)
         self.devices = build_devices(cfg, secrets)
         self.uplink = self._make_uplink(secrets)
         self.devices.open_all()
@@ -229,7 +229,7 @@ class TowerDaemon:
     def _make_uplink(self, secrets: FileSecretStore) -> Uplink:
         m = self.cfg.mqtt
         password = secrets.read(m.password_secret) if m.password_secret else None
-        key_path = secrets.path_of(m.tls.key_secret) if m.tls and m.tls.key_secret else None
+        key_path = secrets.private_path(m.tls.key_secret) if m.tls and m.tls.key_secret else None
         return Uplink(
             m,
             tower_id=self.cfg.tower.id,
