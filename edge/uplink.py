@@ -109,6 +109,8 @@ class UplinkCounters:
     outbox_depth: int
     outbox_dropped: int
     last_error: str | None
+    # Set when the outbox file was unusable at start and replaced (a `degraded` reason).
+    outbox_recovered: str | None = None
 
 
 @dataclass(frozen=True)
@@ -467,6 +469,7 @@ class Uplink:
             outbox_depth=outbox.depth() if outbox is not None else 0,
             outbox_dropped=outbox.dropped if outbox is not None else 0,
             last_error=self._last_error,
+            outbox_recovered=outbox.recovered if outbox is not None else None,
         )
 
     def _require_outbox(self) -> Outbox:
