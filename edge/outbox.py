@@ -26,6 +26,7 @@ full disk says so instead of a masking rollback error.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import sqlite3
@@ -174,10 +175,10 @@ class Outbox:
             raise OutboxError(
                 f"outbox ({self.path}): unusable ({cause}) and cannot be moved aside: {err}"
             ) from err
-        try:
-            aside.chmod(0o600)  # a read-only file is opened for reading its WAL
-        except OSError:
-            pass  # not ours to change: salvage reads what it can
+        # A read-only file must become writable for SQLite to replay its WAL; when it is
+        # not ours to change, salvage reads what it can.
+        with contextlib.suppress(OSError):
+            aside.chmod(0o600)
         rows = _salvage(aside)
         try:
             db = self._open_checked()
