@@ -414,6 +414,12 @@ class Driver(DriverBase):
             except zx.Error as exc:
                 self._health.error(f"{operation}: {exc}", "soap_faults")
                 raise DriverError(f"{self._where}: {operation} failed: {exc}") from exc
+            except (AttributeError, TypeError, IndexError, KeyError, ValueError) as exc:
+                # zeep raises these on replies it cannot map (an empty body, a missing
+                # element): the device sent nonsense, not our bug to crash on.
+                message = f"{self._where}: {operation}: malformed reply ({type(exc).__name__})"
+                self._health.error(message, "soap_faults")
+                raise DeviceUnavailable(message) from exc
 
     def _auth_error(self, masked: str | None = None) -> DriverError:
         note = f" (the device's fault was malformed: {masked})" if masked else ""
@@ -602,8 +608,10 @@ class Driver(DriverBase):
             move = reply.MoveStatus
             moving = move is not None and "MOVING" in (str(move.PanTilt), str(move.Zoom))
             utc = reply.UtcTime
-        except (AttributeError, TypeError) as exc:
+        except (AttributeError, TypeError, IndexError, ValueError) as exc:
             raise DriverError(f"{self._where}: GetStatus: malformed reply: {exc}") from exc
+        if not (math.isfinite(raw_pan) and math.isfinite(raw_tilt)) or math.isinf(hfov):
+            raise DriverError(f"{self._where}: GetStatus: position is not finite")
         if isinstance(utc, dt.datetime):
             utc_t = (utc if utc.tzinfo else utc.replace(tzinfo=dt.UTC)).timestamp()
             self._clock.sample(utc_t, received)

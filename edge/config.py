@@ -517,7 +517,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> TowerConfig:
     problems = list(doc.problems)
     data = doc.data
     if data is None:
-        raise ConfigError(problems)
+        raise ConfigError(problems or [f"{doc.source}:1: the config file is empty"])
     if not isinstance(data, dict):
         raise ConfigError([*problems, f"{doc.source}:1: the config must be a mapping of sections"])
     override_sources: dict[KeyPath, str] = {}

@@ -122,6 +122,8 @@ class FaultSwitches:
     ignore_move_timeout: bool = False  # ContinuousMove runs until Stop, Timeout or not
     undeclared_fault_prefix: bool = False  # faults use ``ter:`` without declaring it
     drip_reply_s: float = 0.0  # wall seconds between bytes of the reply (a stalling link)
+    # (operation, HTTP status, body): answer that operation with these bytes instead
+    reply_override: tuple[str, int, bytes] | None = None
     cut_chunked_reply: bool = False  # chunked reply that ends mid-chunk (ChunkedEncodingError)
 
 
@@ -262,6 +264,9 @@ class OnvifPtzServer:
             operation, payload, header = self._parse(request)
             with self._lock:
                 self.operations[operation] += 1
+            override = self.faults.reply_override
+            if override is not None and override[0] == operation:
+                return override[1], override[2]
             if operation != "GetSystemDateAndTime":
                 self._authenticate(header)
             body = self._dispatch(operation, payload)
