@@ -705,6 +705,12 @@ class TowerDaemon:
         ptz_error = self.ptz.reading().error
         if ptz_error:
             reasons.append(f"ptz: {ptz_error}")
+        # I/O threads and storage (edge.thread_health): a dead thread or a replaced outbox.
+        for thread in (*self.uplink.health().values(), self.ptz.health()):
+            if not thread.alive:
+                reasons.append(thread.describe())
+        if self.uplink.counters().outbox_recovered:
+            reasons.append(str(self.uplink.counters().outbox_recovered))
         position = TowerPosition(
             lat=c.tower.lat, lon=c.tower.lon, height_m=c.tower.camera_altitude_m
         )
