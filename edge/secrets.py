@@ -98,5 +98,9 @@ class FileSecretStore:
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise DriverError(f"secret {name!r}: cannot read {path}: {reason}") from None
+        if not value:
+            # systemd's SetCredential= default: the unit names the credential but its
+            # source file was not installed; only a config that asks for it fails.
+            raise DriverError(f"secret {name!r}: {path} is empty; put the secret in it")
         remember_secret(value)
         return value

@@ -45,6 +45,13 @@ def test_a_key_file_is_checked_too_and_a_missing_one_named(tmp_path: Path) -> No
         store.private_path("absent")
 
 
+def test_an_empty_secret_is_refused_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "onvif-password").write_text("\n")
+    (tmp_path / "onvif-password").chmod(0o600)
+    with pytest.raises(DriverError, match="onvif-password is empty"):
+        FileSecretStore(tmp_path).read("onvif-password")
+
+
 def test_remembered_values_are_blanked() -> None:
     remember_secret("pa55word-xyz")
     assert redact("login with pa55word-xyz failed") == "login with *** failed"
