@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import paho.mqtt.client as mqtt
 import pytest
 import yaml
+from conftest import MosquittoBroker, MqttCollector
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion
 from test_driver_onvif import make_driver
 
 from drivers.base import DriverError
@@ -29,10 +32,11 @@ from drivers.codec_framestream import (
     parse_header,
     unchecked_header,
 )
-from edge.config import ConfigError, load_config
+from edge.config import ConfigError, MqttSettings, load_config
 from edge.messages import MAX_COMMAND_BYTES, CommandError, parse_command
 from edge.outbox import Kind, Outbox, OutboxError
 from edge.topics import CommandVerb
+from edge.uplink import Uplink
 from simulators.clock import SimClock
 from simulators.head import SimulatedHead
 from simulators.onvif_server import OnvifPtzServer
@@ -271,3 +275,54 @@ def test_any_onvif_status_reply_is_a_status_or_a_driver_error(
         assert np.isfinite(status.pan_deg) and np.isfinite(status.tilt_deg)
     finally:
         server.faults.reply_override = None
+
+
+# --- command payloads through the real MQTT path ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served_tower(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    folder = tmp_path_factory.mktemp("mqtt-fuzz")
+    broker = MosquittoBroker(folder / "broker")
+    broker.start()
+    uplink = Uplink(
+        MqttSettings(host=broker.host, port=broker.port),
+        tower_id="t1",
+        outbox_path=folder / "outbox.sqlite",
+        reconnect_max_delay_s=1,
+        command_burst=10_000,
+    )
+    uplink.start()
+    handled: list[Any] = []
+    uplink.subscribe_commands(lambda command: handled.append(command) or {"queued": True})
+    hub = MqttCollector(broker.host, broker.port, ["towerwatch/t1/cmd/+/reply"]).connect()
+    sender = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    sender.connect(broker.host, broker.port)
+    sender.loop_start()
+    deadline = time.monotonic() + 10
+    while not uplink.commands_subscribed:
+        assert time.monotonic() < deadline, "no command subscription"
+        time.sleep(0.02)
+    yield uplink, hub, sender
+    sender.loop_stop()
+    sender.disconnect()
+    hub.close()
+    uplink.stop()
+    broker.stop()
+
+
+@settings(deadline=None, max_examples=40)
+@given(st.sampled_from([v.value for v in CommandVerb] + ["nope"]), _payloads)
+def test_any_payload_over_mqtt_gets_exactly_one_clear_reply(
+    served_tower: Any, verb: str, payload: bytes
+) -> None:
+    uplink, hub, sender = served_tower
+    hub.clear()
+    sender.publish(f"towerwatch/t1/cmd/{verb}", payload, qos=1).wait_for_publish(10)
+    reply = hub.wait_one(f"towerwatch/t1/cmd/{verb}/reply", timeout_s=15).json()
+    assert reply["stage"] in ("accepted", "refused")
+    assert reply["ok"] is (reply["stage"] == "accepted")
+    if not reply["ok"]:
+        assert reply["error"] and "Traceback" not in reply["error"]
+    health = uplink.health()
+    assert health["mqtt network"].alive and health["mqtt network"].failures == 0
