@@ -28,3 +28,9 @@ def test_the_unit_exposure_score_is_at_most_2() -> None:
 def test_only_the_mqtt_password_is_loaded_by_the_unit_itself() -> None:
     credentials = re.findall(r"^LoadCredential=([^:]+):", UNIT.read_text(), re.MULTILINE)
     assert credentials == ["mqtt-password"]
+
+
+def test_the_gpio_relay_can_reach_its_chip_under_the_unit() -> None:
+    text = UNIT.read_text()
+    assert "DeviceAllow=char-gpiochip rw" in text
+    assert "DevicePolicy=closed" in text
