@@ -484,8 +484,10 @@ class Driver(DriverBase):
             lambda: ptz.GetConfigurationOptions(ConfigurationToken=config.token),
         )
         session = self._session_from(ptz, profile.token, options)
-        self._session = session
         status = self._status_with(session)
+        # Connected only once the first status read succeeded: a head lost during the
+        # connect is a failed connect, so the next success counts as a reconnect.
+        self._session = session
         log.info(
             "ptz_connected",
             host=self.settings.host,
