@@ -60,6 +60,20 @@ class FrameStreamError(Exception):
     """A malformed hello, header or payload."""
 
 
+class FrameValueError(FrameStreamError):
+    """A well-framed header with values no camera sends (absurd time, pose, kind, flags).
+
+    The stream is still in step: the reader skips this frame's payload and goes on.
+    """
+
+
+# A frame time past 2100-01-01 (or before the epoch) is a broken camera clock, not a
+# time; the solar and clock maths downstream overflow on values like 1e300.
+T_MIN_S = 0.0
+T_MAX_S = 4_102_444_800.0
+_KNOWN_FLAGS = FLAG_SHUTTER | FLAG_POSE
+
+
 @dataclass(frozen=True)
 class FrameHeader:
     kind: int
@@ -143,7 +157,18 @@ def encode_frame(
     return header + payload
 
 
+def unchecked_header(data: bytes) -> FrameHeader:
+    """The fields as sent, without checks: only for skipping a frame `parse_header` refused
+    with FrameValueError (its framing fields were checked then)."""
+    (_, _, kind, pixel_format, flags, width, height, seq, t, pan, tilt, hfov, vfov,
+     payload_len, crc) = HEADER.unpack(data)  # fmt: skip
+    return FrameHeader(kind, pixel_format, flags, width, height, seq, t, pan, tilt, hfov, vfov,
+                       payload_len, crc)  # fmt: skip
+
+
 def parse_header(data: bytes) -> FrameHeader:
+    """Header bytes → FrameHeader; FrameStreamError when the framing is broken (resync by
+    reconnecting), FrameValueError when only this frame's values are absurd."""
     if len(data) != HEADER.size:
         raise FrameStreamError(f"header must be {HEADER.size} bytes, got {len(data)}")
     (magic, version, kind, pixel_format, flags, width, height, seq, t, pan, tilt, hfov, vfov,
@@ -161,10 +186,29 @@ def parse_header(data: bytes) -> FrameHeader:
         raise FrameStreamError(
             f"payload length {payload_len} does not match {width}x{height} format {pixel_format}"
         )
-    if not math.isfinite(t):
-        raise FrameStreamError("frame time is not finite")
+    # Framing is sound from here on: what follows rejects the frame, not the stream.
+    if kind not in (KIND_THERMAL, KIND_VISIBLE):
+        raise FrameValueError(f"unknown stream kind {kind}")
+    if flags & ~_KNOWN_FLAGS:
+        raise FrameValueError(f"unknown flag bits 0x{flags & ~_KNOWN_FLAGS:02x}")
+    if not (math.isfinite(t) and T_MIN_S <= t <= T_MAX_S):
+        raise FrameValueError(f"frame time {t!r} is not a time between 1970 and 2100")
+    if flags & FLAG_POSE:
+        _check_pose(pan, tilt, hfov, vfov)
     return FrameHeader(kind, pixel_format, flags, width, height, seq, t, pan, tilt, hfov, vfov,
                        payload_len, crc)  # fmt: skip
+
+
+def _check_pose(pan_deg: float, tilt_deg: float, hfov_deg: float, vfov_deg: float) -> None:
+    # vfov may be NaN (unknown: derived from hfov and the aspect ratio), the rest not.
+    if not all(math.isfinite(v) for v in (pan_deg, tilt_deg, hfov_deg)) or math.isinf(vfov_deg):
+        raise FrameValueError("pose marked valid but holds NaN or infinity")
+    if not -360.0 <= pan_deg <= 360.0:
+        raise FrameValueError(f"pose pan_deg {pan_deg:g} outside -360..360")
+    if not -90.0 <= tilt_deg <= 90.0:
+        raise FrameValueError(f"pose tilt_deg {tilt_deg:g} outside -90..90")
+    if not (0.0 < hfov_deg < 180.0 and (math.isnan(vfov_deg) or 0.0 < vfov_deg < 180.0)):
+        raise FrameValueError(f"pose field of view {hfov_deg:g} x {vfov_deg:g} deg not in (0, 180)")
 
 
 def decode_payload(header: FrameHeader, payload: bytes) -> np.ndarray:

@@ -213,7 +213,16 @@ def decode_payload(msg_type: int, payload: bytes) -> LidarMessage:
             raise LidarFrameError(
                 f"lidar profile says {n_bins} bins but carries {size - _PROFILE_HEAD.size} bytes"
             )
+        if not all(math.isfinite(v) for v in (t, azimuth, elevation, first_bin_m, bin_m)):
+            raise LidarFrameError("lidar profile has a non-finite time, angle or range")
+        if bin_m <= 0.0 or first_bin_m < 0.0:
+            raise LidarFrameError(
+                f"lidar profile bins must start at >= 0 m and be > 0 m wide, "
+                f"got first_bin_m={first_bin_m:g} bin_m={bin_m:g}"
+            )
         bins = np.frombuffer(payload, dtype=dtype, offset=_PROFILE_HEAD.size).astype(np.float32)
+        if not np.isfinite(bins).all():
+            raise LidarFrameError("lidar profile has NaN or infinite bins")
         return ProfileMessage(seq, t, azimuth, elevation, first_bin_m, bin_m, shots, bins, encoding)
     if msg_type == TYPE_STATUS_REQUEST:
         if size != 0:

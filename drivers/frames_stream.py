@@ -25,10 +25,13 @@ from drivers.base import (
 from drivers.codec_framestream import (
     HEADER,
     KINDS,
+    FrameHeader,
     FrameStreamError,
+    FrameValueError,
     decode_payload,
     hello,
     parse_header,
+    unchecked_header,
 )
 
 log = structlog.get_logger(__name__)
@@ -63,6 +66,9 @@ class FrameStreamSource(base.Driver):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
+        # The frame size the stream started with; frames of another size are dropped
+        # (the detectors and the pose maths are built for one size).
+        self._size: tuple[int, int] | None = None
 
     def open(self) -> None:
         if self._thread is not None:
@@ -120,8 +126,24 @@ class FrameStreamSource(base.Driver):
             self._health.set_state(DriverState.OK)
             log.info("frame stream connected", device=self.name)
             while not self._stop.is_set():
-                header = parse_header(self._recv_exactly(sock, HEADER.size))
-                image = decode_payload(header, self._recv_exactly(sock, header.payload_len))
+                raw = self._recv_exactly(sock, HEADER.size)
+                try:
+                    header = parse_header(raw)
+                except FrameValueError as exc:
+                    self._skip(sock, unchecked_header(raw), str(exc))
+                    continue
+                payload = self._recv_exactly(sock, header.payload_len)
+                size = (header.width, header.height)
+                if self._size is None:
+                    self._size = size
+                elif size != self._size:
+                    width, height = self._size
+                    self._reject(
+                        f"frame size {header.width}x{header.height} differs from "
+                        f"{width}x{height} the stream started with"
+                    )
+                    continue
+                image = decode_payload(header, payload)
                 backoff.reset()
                 frame = Frame(
                     image=image,
@@ -137,6 +159,15 @@ class FrameStreamSource(base.Driver):
                 self._frames.put(frame)
         finally:
             sock.close()
+
+    def _skip(self, sock: socket.socket, header: FrameHeader, reason: str) -> None:
+        self._recv_exactly(sock, header.payload_len)
+        self._reject(reason)
+
+    def _reject(self, reason: str) -> None:
+        # Counted and reported in health; the stream stays connected.
+        self._health.error(f"{self.name}: frame rejected: {reason}", "frames_rejected")
+        log.warning("frame rejected", device=self.name, reason=reason)
 
     def _recv_exactly(self, sock: socket.socket, n: int) -> bytes:
         chunks = bytearray()

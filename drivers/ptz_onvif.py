@@ -35,6 +35,7 @@ from typing import Any, Literal, TypeVar
 import onvif
 import requests
 import structlog
+import urllib3
 import zeep.exceptions as zx
 from onvif.definition import SERVICES
 from pydantic import Field, field_validator
@@ -328,6 +329,7 @@ class Driver(DriverBase):
             timeout=self.settings.timeout_s,
             operation_timeout=self.settings.timeout_s,
             session=session,
+            deadline_s=REPLY_DEADLINE_FACTOR * self.settings.timeout_s,
         )
         token = DeviceTimeToken(self.settings.username, self._password or "", self._clock)
         zeep_settings = ZeepSettings(strict=False, xml_huge_tree=True)
@@ -355,6 +357,15 @@ class Driver(DriverBase):
         with self._call_lock:
             try:
                 return call()
+            except ReplyDeadlineExceeded as exc:
+                deadline_s = REPLY_DEADLINE_FACTOR * self.settings.timeout_s
+                self._health.error(f"{operation}: reply deadline", "timeouts")
+                message = (
+                    f"{self._where}: reply to {operation} not complete within {deadline_s:g} s "
+                    f"({REPLY_DEADLINE_FACTOR:g} x ptz.timeout_s)"
+                )
+                self._lost(message)
+                raise DeviceUnavailable(message) from exc
             except requests.exceptions.Timeout as exc:
                 self._health.error(f"{operation}: timeout", "timeouts")
                 message = (
@@ -365,6 +376,13 @@ class Driver(DriverBase):
                 raise DeviceUnavailable(message) from exc
             except requests.exceptions.ConnectionError as exc:
                 message = f"{self._where}: unreachable ({operation}): connection refused or dropped"
+                self._health.error(message, "connection_errors")
+                self._lost(message)
+                raise DeviceUnavailable(message) from exc
+            except (requests.exceptions.RequestException, OSError) as exc:
+                # A reply cut mid-body (ChunkedEncodingError), a broken content encoding
+                # or any other transport failure: the link is in doubt, reconnect.
+                message = f"{self._where}: {operation}: transport failed: {type(exc).__name__}"
                 self._health.error(message, "connection_errors")
                 self._lost(message)
                 raise DeviceUnavailable(message) from exc
@@ -396,6 +414,12 @@ class Driver(DriverBase):
             except zx.Error as exc:
                 self._health.error(f"{operation}: {exc}", "soap_faults")
                 raise DriverError(f"{self._where}: {operation} failed: {exc}") from exc
+            except (AttributeError, TypeError, IndexError, KeyError, ValueError) as exc:
+                # zeep raises these on replies it cannot map (an empty body, a missing
+                # element): the device sent nonsense, not our bug to crash on.
+                message = f"{self._where}: {operation}: malformed reply ({type(exc).__name__})"
+                self._health.error(message, "soap_faults")
+                raise DeviceUnavailable(message) from exc
 
     def _auth_error(self, masked: str | None = None) -> DriverError:
         note = f" (the device's fault was malformed: {masked})" if masked else ""
@@ -460,8 +484,10 @@ class Driver(DriverBase):
             lambda: ptz.GetConfigurationOptions(ConfigurationToken=config.token),
         )
         session = self._session_from(ptz, profile.token, options)
-        self._session = session
         status = self._status_with(session)
+        # Connected only once the first status read succeeded: a head lost during the
+        # connect is a failed connect, so the next success counts as a reconnect.
+        self._session = session
         log.info(
             "ptz_connected",
             host=self.settings.host,
@@ -584,8 +610,10 @@ class Driver(DriverBase):
             move = reply.MoveStatus
             moving = move is not None and "MOVING" in (str(move.PanTilt), str(move.Zoom))
             utc = reply.UtcTime
-        except (AttributeError, TypeError) as exc:
+        except (AttributeError, TypeError, IndexError, ValueError) as exc:
             raise DriverError(f"{self._where}: GetStatus: malformed reply: {exc}") from exc
+        if not (math.isfinite(raw_pan) and math.isfinite(raw_tilt)) or math.isinf(hfov):
+            raise DriverError(f"{self._where}: GetStatus: position is not finite")
         if isinstance(utc, dt.datetime):
             utc_t = (utc if utc.tzinfo else utc.replace(tzinfo=dt.UTC)).timestamp()
             self._clock.sample(utc_t, received)
@@ -731,10 +759,62 @@ def _fault_text(exc: Any) -> str:
     return f"{'/'.join(subcodes)}: {reason}" if subcodes else str(reason)
 
 
+# A SOAP reply of a PTZ head is a few kB (GetProfiles the largest, tens of kB).
+MAX_REPLY_BYTES = 2 * 1024 * 1024
+# The whole call (connect, request, complete reply) must finish within this many times
+# ptz.timeout_s; the slack keeps a merely slow head on a loaded gateway connected.
+REPLY_DEADLINE_FACTOR = 2.0
+
+
+class ReplyDeadlineExceeded(requests.exceptions.Timeout):
+    """The whole reply did not arrive within the call's overall deadline."""
+
+
 class RecordingTransport(Transport):
-    """Keeps the last reply so a fault zeep cannot parse can still be read."""
+    """Keeps the last reply so a fault zeep cannot parse can still be read.
+
+    requests' timeout bounds each socket read, so a head that drips one byte per
+    second would hold a call forever; the body is therefore streamed against an
+    overall deadline of `deadline_s` and a size cap.
+    """
 
     last_reply: bytes = b""
+
+    def __init__(self, *args: Any, deadline_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.deadline_s = deadline_s
+
+    def post(self, address: str, message: Any, headers: Any) -> Any:
+        deadline = time.monotonic() + self.deadline_s
+        response = self.session.post(
+            address, data=message, headers=headers, timeout=self.operation_timeout, stream=True
+        )
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            # read1 returns what has arrived; iter_content would wait for a full block.
+            while chunk := response.raw.read1(8192):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_REPLY_BYTES:
+                    raise zx.TransportError(f"reply larger than {MAX_REPLY_BYTES} bytes")
+                if time.monotonic() > deadline:
+                    raise ReplyDeadlineExceeded(f"reply not complete within {self.deadline_s:g} s")
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            response.close()
+            raise requests.exceptions.ReadTimeout(str(exc)) from exc
+        except urllib3.exceptions.ProtocolError as exc:
+            response.close()
+            raise requests.exceptions.ChunkedEncodingError(str(exc)) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            response.close()
+            raise requests.exceptions.ContentDecodingError(str(exc)) from exc
+        except BaseException:
+            response.close()  # the connection is in an unknown state: never reuse it
+            raise
+        # Read to the end, the connection went back to the pool for the next call.
+        response._content = b"".join(chunks)
+        return response
 
     def post_xml(self, address: str, envelope: Any, headers: Any) -> Any:
         response = super().post_xml(address, envelope, headers)

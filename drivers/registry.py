@@ -34,6 +34,7 @@ DRIVER_MODULES: dict[str, dict[str, str]] = {
     "relay": {
         "modbus_rtu": "drivers.relay_modbus",
         "gpio": "drivers.relay_gpio",
+        "gpiod": "drivers.relay_gpiod",
     },
 }
 

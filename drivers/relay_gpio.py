@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Literal
+from typing import Literal, Self
 
 import structlog
 from pydantic import Field, model_validator
@@ -35,31 +35,37 @@ _log = structlog.get_logger(__name__)
 _TICK_S = 0.02
 
 
-class Settings(RelayTimingSettings):
-    """A relay wired to one GPIO line."""
+class GpioLineSettings(RelayTimingSettings):
+    """What every GPIO relay has, whichever kernel interface drives the line."""
 
-    type: Literal["gpio"] = Field(description="driver type: Linux GPIO line via sysfs")
-    line: int = Field(ge=0, le=4095, description="the GPIO number (as in /sys/class/gpio/gpioN)")
-    sysfs_root: str = Field("/sys/class/gpio", min_length=1, description="the sysfs GPIO folder")
+    line: int = Field(ge=0, le=4095, description="the GPIO line (sysfs number or chip offset)")
     active_low: bool = Field(False, description="the relay closes when the line is low")
-    export_wait_s: float = Field(
-        1.0, ge=0.0, le=30.0, description="how long udev may take to create gpioN after export"
-    )
     verify_interval_s: float = Field(
         1.0, ge=0.02, le=3600.0, description="how often the line is read back"
     )
     reconnect_initial_s: float = Field(
-        0.5, ge=0.01, le=60.0, description="first delay before exporting a lost line again"
+        0.5, ge=0.01, le=60.0, description="first delay before requesting a lost line again"
     )
     reconnect_max_s: float = Field(
-        30.0, ge=0.05, le=600.0, description="longest delay between export attempts"
+        30.0, ge=0.05, le=600.0, description="longest delay between request attempts"
     )
 
     @model_validator(mode="after")
-    def _backoff_order(self) -> Settings:
+    def _backoff_order(self) -> Self:
         if self.reconnect_max_s < self.reconnect_initial_s:
             raise ValueError("reconnect_max_s must be ≥ reconnect_initial_s")
         return self
+
+
+class Settings(GpioLineSettings):
+    """A relay wired to one GPIO line, driven through sysfs (deprecated by the kernel;
+    the shipped systemd unit cannot write /sys: use type ``gpiod`` there)."""
+
+    type: Literal["gpio"] = Field(description="driver type: Linux GPIO line via sysfs")
+    sysfs_root: str = Field("/sys/class/gpio", min_length=1, description="the sysfs GPIO folder")
+    export_wait_s: float = Field(
+        1.0, ge=0.0, le=30.0, description="how long udev may take to create gpioN after export"
+    )
 
 
 class Driver(DriverBase):
@@ -69,6 +75,11 @@ class Driver(DriverBase):
         self.settings = settings
         self.label = f"relay (relay.line={settings.line})"
         self._dir = os.path.join(settings.sysfs_root, f"gpio{settings.line}")
+        self._where = f"{self.label} ({settings.sysfs_root})"
+        self._init_worker(settings)
+
+    def _init_worker(self, settings: GpioLineSettings) -> None:
+        """State of the worker thread shared with the character-device driver."""
         self._health = HealthTracker("relay")
         self._lock = threading.Lock()
         self._rules = OutputRules(settings.max_on_s, settings.min_on_s)
@@ -132,6 +143,9 @@ class Driver(DriverBase):
             with open(self._path("direction"), "w") as f:
                 f.write("high" if self._level(initial_on) == "1" else "low")
 
+    def _release(self) -> None:
+        """Forget the line after a failure (sysfs holds nothing open)."""
+
     def _write(self, on: bool) -> None:
         with open(self._path("value"), "w") as f:
             f.write(self._level(on))
@@ -161,7 +175,7 @@ class Driver(DriverBase):
                         self._health.count("reasserts")
                     self._ever_ready = True
                     self._health.set_state(DriverState.OK)
-                    _log.info("gpio_ready", device=self.label, path=self._dir)
+                    _log.info("gpio_ready", device=self.label, where=self._where)
                     confirmed = None
                 if (
                     confirmed != desired
@@ -174,7 +188,7 @@ class Driver(DriverBase):
                     self._last_verify = time.monotonic()
                     if state != desired:
                         self._health.error(
-                            f"{self.label}: {self._path('value')} reads {state}, expected {desired}",
+                            f"{self._where}: line reads {state}, expected {desired}",
                             "mismatches",
                         )
                         state_known: bool | None = None
@@ -188,9 +202,9 @@ class Driver(DriverBase):
                 with self._lock:
                     self._confirmed = None
                 self._health.error(
-                    f"{self.label} ({self.settings.sysfs_root}): {exc}",
-                    "disconnects" if lost else "open_failures",
+                    f"{self._where}: {exc}", "disconnects" if lost else "open_failures"
                 )
+                self._release()
                 self._health.set_state(DriverState.CONNECTING)
                 self._stop.wait(self._backoff.next_delay())
                 continue

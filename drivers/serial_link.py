@@ -142,6 +142,12 @@ class SerialLink:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    @property
+    def worker_dead(self) -> bool:
+        """True when the worker thread ended although nobody stopped it."""
+        thread = self._thread
+        return thread is not None and not thread.is_alive() and not self._stop.is_set()
+
     def wait_connected(self, timeout_s: float) -> bool:
         return self._connected.wait(timeout_s)
 
@@ -218,6 +224,14 @@ class SerialLink:
                 self._health.error(f"{self.label}: connection lost: {exc}", "disconnects")
                 self._health.set_state(DriverState.CONNECTING)
                 _log.warning("serial_lost", device=self.label, port=self._url, error=str(exc))
+            except Exception as exc:  # noqa: BLE001 - logged with traceback just below
+                # The worker's outer boundary: a decoder or hook bug is logged with its
+                # traceback, counted, and the port reopened; the worker never ends.
+                self._health.error(
+                    f"{self.label}: worker failed: {type(exc).__name__}: {exc}", "worker_failures"
+                )
+                self._health.set_state(DriverState.CONNECTING)
+                _log.exception("serial_worker_failed", device=self.label, port=self._url)
             finally:
                 self._connected.clear()
                 self._fail_pending("connection lost")
@@ -253,6 +267,10 @@ class SerialLink:
             item.error = exc
         except (serial.SerialException, OSError) as exc:
             item.error = DeviceUnavailable(f"{self.label}: connection lost: {exc}")
+            item.done.set()
+            raise
+        except Exception as exc:
+            item.error = DeviceUnavailable(f"{self.label}: internal error ({type(exc).__name__})")
             item.done.set()
             raise
         item.done.set()
@@ -358,6 +376,11 @@ class SerialDriver(Driver):
         self._link.stop()
 
     def health(self) -> DriverHealth:
+        if self._link.worker_dead:
+            # Never reached through the worker's own boundary, but a dead worker must
+            # not keep reading healthy.
+            self._health.set_state(DriverState.FAILED)
+            self._health.error(f"{self.label}: serial worker thread died", "worker_failures")
         return self._health.snapshot()
 
     def wait_connected(self, timeout_s: float) -> bool:

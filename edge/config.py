@@ -327,6 +327,11 @@ class SecretsSettings(StrictSettings):
         None,
         description="folder of secret files; default: systemd's $CREDENTIALS_DIRECTORY",
     )
+    allow_readable_files: bool = Field(
+        False,
+        description="accept secret files that group or others may read "
+        "(only for the simulator's demo password checked into git)",
+    )
 
 
 # The device settings class is picked by `type`; serialise the instance it is, not the base.
@@ -556,7 +561,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> TowerConfig:
     problems = list(doc.problems)
     data = doc.data
     if data is None:
-        raise ConfigError(problems)
+        raise ConfigError(problems or [f"{doc.source}:1: the config file is empty"])
     if not isinstance(data, dict):
         raise ConfigError([*problems, f"{doc.source}:1: the config must be a mapping of sections"])
     override_sources: dict[KeyPath, str] = {}

@@ -43,7 +43,6 @@ from edge.messages import (
     RecheckCommand,
     RelayResetCommand,
     TestAlarmCommand,
-    parse_command,
 )
 from edge.patrol import PatrolPlan, approach_waypoints
 from edge.ptz_worker import PtzWorker
@@ -126,7 +125,7 @@ class TowerDaemon:
     def run(self) -> int:
         cfg = self.cfg
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        secrets = FileSecretStore(cfg.secrets_directory())
+        secrets = FileSecretStore.from_config(cfg)
         self.devices = build_devices(cfg, secrets)
         self.uplink = self._make_uplink(secrets)
         self.fires = FireReporter(cfg, self.alarms, self.uplink, self.devices.relay,
@@ -138,9 +137,7 @@ class TowerDaemon:
         # frame, so the main loop never stalls past the systemd watchdog
         warm_up_detection(cfg)
         self.uplink.start()
-        self.uplink.subscribe_commands(
-            lambda verb, payload: self.handle_command(parse_command(verb, payload))
-        )
+        self.uplink.subscribe_commands(self.handle_command)
         self.fires.resume()
         sdnotify.ready()
         log.info("daemon started", tower=cfg.tower.id, stops=len(self.looks.patrol.stops),
@@ -163,21 +160,13 @@ class TowerDaemon:
     def _make_uplink(self, secrets: FileSecretStore) -> Uplink:
         m = self.cfg.mqtt
         password = secrets.read(m.password_secret) if m.password_secret else None
-        key_path = secrets.path_of(m.tls.key_secret) if m.tls and m.tls.key_secret else None
+        key_path = secrets.private_path(m.tls.key_secret) if m.tls and m.tls.key_secret else None
         return Uplink(
-            host=m.host,
-            port=m.port,
-            client_id=m.client_id or self.cfg.tower.id,
+            m,
             tower_id=self.cfg.tower.id,
             outbox_path=self.state_dir / "outbox.sqlite",
-            topic_prefix=m.topic_prefix,
-            keepalive_s=m.keepalive_s,
-            username=m.username,
             password=password,
-            tls_ca_path=m.tls.ca_file if m.tls else None,
-            tls_cert_path=m.tls.cert_file if m.tls else None,
             tls_key_path=key_path,
-            session_expiry_s=m.session_expiry_s,
             outbox_max_messages=self.cfg.storage.outbox_max_messages,
         )
 
@@ -494,16 +483,25 @@ class TowerDaemon:
     def _publish_status(self) -> None:
         assert self.devices is not None and self.uplink is not None and self.ptz is not None
         gnss = self.devices.gnss
-        problems = (self.alarms.load_problem,) if self.alarms.load_problem else ()
+        problems: list[str] = []
+        if self.alarms.load_problem:
+            problems.append(self.alarms.load_problem)
+        # I/O threads and storage (edge.thread_health): a dead thread or a replaced outbox.
+        for thread in (*self.uplink.health().values(), self.ptz.health()):
+            if not thread.alive:
+                problems.append(thread.describe())
+        uplink = self.uplink.counters()
+        if uplink.outbox_recovered:
+            problems.append(str(uplink.outbox_recovered))
         status = self.status.message(
             now=self.clock.now(),
             health=self.devices.health(),
             ptz_error=self.ptz.reading().error,
             gnss_fix=gnss.latest_fix() if gnss is not None else None,
-            uplink=self.uplink.counters(),
+            uplink=uplink,
             counters=self.counters,
             patrol_cycle_s=self.looks.patrol_cycle_s,
-            problems=problems,
+            problems=tuple(problems),
         )
         self.uplink.publish_status(status)
         sdnotify.status(f"{status.state}: {', '.join(status.reasons) or 'all sensors ok'}")

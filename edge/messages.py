@@ -301,12 +301,24 @@ class CommandError(Exception):
     """A command is refused; the message is the reason sent back on the reply topic."""
 
 
+# A real command is a few hundred bytes; the cap is checked before any JSON parsing so a
+# 2 MB payload or a 5000-digit number never reaches the decoder.
+MAX_COMMAND_BYTES: Final = 4096
+
+
 class _Command(_Model):
     # The verb of `cmd/<verb>` this model is the payload of: the one command table
     # (COMMAND_MODELS) is built from it.
     verb: ClassVar[CommandVerb]
+    # strict: JSON `true` is not a number and `"5"` is not 5.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, strict=True)
+
     # Echoed in the reply so the hub can match it to its request.
     request_id: str | None = Field(default=None, min_length=1, max_length=128)
+    # When the hub issued the command; optional. With it the uplink refuses a command
+    # that is older than its age limit (a stale or replayed one); without it only MQTT
+    # message expiry and the retained flag guard against stale commands.
+    issued_at: IsoTime | None = None
 
 
 class RecheckCommand(_Command):
@@ -384,13 +396,24 @@ def parse_command(verb: str, payload: bytes) -> Command:
         known = CommandVerb(verb)
     except ValueError:
         raise CommandError(
-            f"unknown command {verb!r}; known: {', '.join(v.value for v in CommandVerb)}"
+            f"unknown command {verb[:40]!r}; known: {', '.join(v.value for v in CommandVerb)}"
         ) from None
+    if len(payload) > MAX_COMMAND_BYTES:
+        raise CommandError(
+            f"{verb}: payload of {len(payload)} bytes is over the {MAX_COMMAND_BYTES}-byte limit"
+        )
     text = payload.strip() or b"{}"
     try:
         data = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except UnicodeDecodeError:
+        raise CommandError(f"{verb}: payload is not UTF-8 text") from None
+    except json.JSONDecodeError as err:
         raise CommandError(f"{verb}: payload is not JSON: {err}") from None
+    except ValueError:
+        # e.g. an integer past Python's digit limit
+        raise CommandError(f"{verb}: payload holds a number too large to read") from None
+    except RecursionError:
+        raise CommandError(f"{verb}: payload is nested too deeply") from None
     if not isinstance(data, dict):
         raise CommandError(f"{verb}: payload must be a JSON object, got {type(data).__name__}")
     try:

@@ -1,7 +1,9 @@
 """Owns the PTZ head in its own thread so a slow or dead head never stalls frame processing.
 
 The main loop posts a target (newest wins) and reads the newest status; the worker sends
-the move, polls the head's status and records errors for the health report.
+the move, polls the head's status and records errors for the health report. Whatever a
+driver raises, the worker catches at its outer boundary, logs with the traceback, counts
+it in `health()` and carries on after a pause: a head's bug never ends the thread.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 import structlog
 
 from drivers.base import DriverError, PtzHead, PtzStatus
+from edge.thread_health import FailureRecord, ThreadHealth
 
 log = structlog.get_logger(__name__)
 
@@ -40,11 +43,19 @@ class PtzWorker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._target: PtzTarget | None = None
+        self._in_hand: PtzTarget | None = None
         self._next_id = 0
         self._reading = PtzReading(None, 0, 0, None)
         self._thread: threading.Thread | None = None
         self.move_errors = 0
         self.status_errors = 0
+        self._failures = FailureRecord()
+
+    def health(self) -> ThreadHealth:
+        """`ptz worker` thread: alive, unexpected failures (not DriverErrors), last one."""
+        thread = self._thread
+        alive = thread is not None and thread.is_alive()
+        return self._failures.snapshot("ptz worker", alive or thread is None)
 
     def start(self) -> None:
         self._stop.clear()
@@ -72,11 +83,35 @@ class PtzWorker:
             return self._reading
 
     def _run(self) -> None:
-        sent_id = 0
+        while not self._stop.is_set():
+            try:
+                self._serve()
+            except Exception as exc:
+                # Outer boundary: an unexpected error of a driver (a bug, a library
+                # error it does not map) is logged, counted, and the loop restarts.
+                self._failures.failed(exc)
+                with self._lock:
+                    # the target being sent when it failed is retried unless a newer came
+                    if self._target is None:
+                        self._target = self._in_hand
+                    self._in_hand = None
+                    previous = self._reading
+                    self._reading = PtzReading(
+                        previous.status,
+                        previous.sent_request_id,
+                        previous.status_after_request_id,
+                        f"ptz worker: {type(exc).__name__}: {exc}"[:300],
+                    )
+                log.exception("ptz_worker_failed")
+                self._stop.wait(1.0)
+
+    def _serve(self) -> None:
+        sent_id = self._reading.sent_request_id
         last_error: str | None = None
         while not self._stop.is_set():
             with self._lock:
                 target, self._target = self._target, None
+                self._in_hand = target
             if target is not None:
                 try:
                     self._head.absolute_move(target.pan_deg, target.tilt_deg, target.hfov_deg)
@@ -89,6 +124,8 @@ class PtzWorker:
                     with self._lock:  # retry this target unless a newer one came
                         if self._target is None:
                             self._target = target
+            with self._lock:
+                self._in_hand = None
             status_request = sent_id
             try:
                 status = self._head.status()

@@ -8,11 +8,25 @@ Threading contract (the daemon's main loop is single-threaded and owns its state
   the uplink's own sender thread.
 - paho's network thread and the uplink's sender thread never touch daemon state.
   The single exception is the command handler given to `subscribe_commands`: it is
-  called on paho's network thread with a payload that already passed the verb's
-  schema (`edge.messages.parse_command`). It must be thread-safe and quick — the
+  called on paho's network thread with the typed command that `parse_command`
+  built (the payload is parsed once, here). It must be thread-safe and quick — the
   usual handler puts the command on a queue the main loop drains and returns
   `{"queued": True}`. It may raise `CommandError` to refuse; the reason goes back
-  on `cmd/<verb>/reply` with `"ok": false`.
+  on `cmd/<verb>/reply` with `"ok": false`. `send_command_result` sends the final
+  reply once the main loop carried the command out or refused it; it is safe from
+  any thread.
+
+Commands are refused before the handler sees them when they are retained (a
+command left on the broker must not run at every start), older than
+`command_max_age_s` by their `issued_at`, over the size limit or malformed, or
+when more than `command_burst` arrive within one second. The hub should also set
+MQTT message expiry on commands: the broker then drops them once stale.
+Every reply carries `stage`: `accepted` (queued), `done` (carried out) or
+`refused` (never carried out; `error` says why, without internal details).
+
+Thread health: both threads run behind a catch-all boundary that logs the cause
+with its traceback and counts it; the sender thread restarts paho's network loop
+if it finds it gone. `health()` reports both.
 
 Delivery: every alarm and snapshot is written to the outbox (committed) before the
 first publish attempt. The sender thread hands pending rows to paho in row order,
@@ -30,6 +44,7 @@ import queue
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,23 +58,36 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge import topics as topic_table
+from edge.config import MqttSettings
 from edge.messages import (
+    MAX_COMMAND_BYTES,
     AlarmMessage,
+    Command,
     CommandError,
     StatusMessage,
     command_reply,
     iso_z,
     offline_status,
     parse_command,
+    parse_iso_z,
 )
 from edge.outbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES, Kind, Outbox
+from edge.thread_health import FailureRecord, ThreadHealth
 from edge.topics import TowerTopics
 
 log = structlog.get_logger(__name__)
 
-CommandHandler = Callable[[str, bytes], Mapping[str, Any]]
+CommandHandler = Callable[[Command], Mapping[str, Any]]
 
 _JPEG_SOI = b"\xff\xd8"
+# A command issued this far in the future (by the hub's clock) is refused as well: the
+# clocks are NTP-disciplined, so more than this means a forged or broken timestamp.
+COMMAND_CLOCK_SKEW_S = 60.0
+# The sender thread wakes at least this often to check paho's network thread.
+_SUPERVISE_PERIOD_S = 1.0
+# After a failure the sender thread pauses before retrying, so a persistent fault
+# (a broken disk) does not spin a core.
+_FAILURE_PAUSE_S = 1.0
 
 
 class UplinkError(Exception):
@@ -81,6 +109,8 @@ class UplinkCounters:
     outbox_depth: int
     outbox_dropped: int
     last_error: str | None
+    # Set when the outbox file was unusable at start and replaced (a `degraded` reason).
+    outbox_recovered: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,28 +126,29 @@ class Uplink:
 
     def __init__(
         self,
+        mqtt_settings: MqttSettings,
         *,
-        host: str,
-        port: int,
-        client_id: str,
         tower_id: str,
         outbox_path: Path | str,
-        topic_prefix: str = "towerwatch",
-        keepalive_s: int = 30,
-        username: str | None = None,
         password: str | None = None,
-        tls_ca_path: Path | str | None = None,
-        tls_cert_path: Path | str | None = None,
         tls_key_path: Path | str | None = None,
-        session_expiry_s: int = 7 * 24 * 3600,
         inflight_window: int = 8,
         reconnect_min_delay_s: int = 1,
         reconnect_max_delay_s: int = 60,
         outbox_max_messages: int = DEFAULT_MAX_MESSAGES,
         outbox_max_bytes: int = DEFAULT_MAX_BYTES,
+        command_max_age_s: float = 300.0,
+        command_burst: int = 20,
         stop_timeout_s: float = 5.0,
         clock: Callable[[], float] = time.time,
     ):
+        """`mqtt_settings` is the validated `mqtt` config section; `password` and
+        `tls_key_path` are the resolved `mqtt.password_secret` and `mqtt.tls.key_secret`."""
+        m = mqtt_settings
+        host, port, keepalive_s = m.host, m.port, m.keepalive_s
+        username = m.username
+        tls_ca_path = m.tls.ca_file if m.tls is not None else None
+        tls_cert_path = m.tls.cert_file if m.tls is not None else None
         if not 1 <= port <= 65535:
             raise UplinkError(f"mqtt.port: must be 1-65535, got {port}")
         if keepalive_s < 5:
@@ -130,23 +161,29 @@ class Uplink:
                 f"got {reconnect_min_delay_s}/{reconnect_max_delay_s}"
             )
         if (tls_cert_path is None) != (tls_key_path is None):
-            raise UplinkError("mqtt.tls_cert_path and mqtt.tls_key_path: give both or neither")
+            raise UplinkError("mqtt.tls.cert_file and mqtt.tls.key_secret: give both or neither")
         if password is not None and username is None:
             raise UplinkError("mqtt.username: a password is configured but no username")
+        if outbox_max_bytes < 1 or outbox_max_messages < 1:
+            raise UplinkError("outbox caps: max messages and max bytes must be >= 1")
+        if command_max_age_s <= 0 or command_burst < 1:
+            raise UplinkError("command limits: max age must be > 0 s and burst >= 1")
         try:
-            self.topics = TowerTopics(topic_prefix, tower_id)
+            self.topics = TowerTopics(m.topic_prefix, tower_id)
         except ValueError as err:
             raise UplinkError(str(err)) from err
         self.host = host
         self.port = port
-        self.client_id = client_id
+        self.client_id = m.client_id or tower_id
         self.tower_id = tower_id
         self.outbox_path = Path(outbox_path)
         self.keepalive_s = keepalive_s
         self._username = username
         self._password = password
         self._tls = (tls_ca_path, tls_cert_path, tls_key_path)
-        self.session_expiry_s = session_expiry_s
+        self.session_expiry_s = m.session_expiry_s
+        self.command_max_age_s = command_max_age_s
+        self.command_burst = command_burst
         self.inflight_window = inflight_window
         self._reconnect_delays = (reconnect_min_delay_s, reconnect_max_delay_s)
         self._outbox_caps = (outbox_max_messages, outbox_max_bytes)
@@ -177,6 +214,11 @@ class Uplink:
         self._commands = 0
         self._commands_refused = 0
         self._last_error: str | None = None
+        self._command_times: deque[float] = deque(maxlen=command_burst)
+        self._stopping = False
+        self._ever_started_loop = False
+        self._sender_record = FailureRecord()
+        self._network_record = FailureRecord()
 
     @property
     def _where(self) -> str:
@@ -189,6 +231,8 @@ class Uplink:
         if self._client is not None:
             raise UplinkError(f"{self._where}: uplink already started")
         self._outbox = Outbox(self.outbox_path, *self._outbox_caps)
+        self._stopping = False
+        self._ever_started_loop = False
         # A restarted uplink has a new paho client: nothing of the old one is in flight.
         self._events = queue.Queue()
         self._inflight = {}
@@ -215,7 +259,8 @@ class Uplink:
                 self._outbox.close()
                 self._outbox = None
                 raise UplinkError(
-                    f"mqtt (mqtt.tls_ca_path={ca}, mqtt.tls_cert_path={cert}): cannot load TLS files: {err}"
+                    f"mqtt (mqtt.tls.ca_file={ca}, mqtt.tls.cert_file={cert}, mqtt.tls.key_secret): "
+                    f"cannot load TLS files: {err}"
                 ) from err
         client.will_set(
             self.topics.status,
@@ -245,6 +290,7 @@ class Uplink:
             properties=connect_props,
         )
         client.loop_start()
+        self._ever_started_loop = True
         log.info(
             "uplink_starting",
             host=self.host,
@@ -262,6 +308,7 @@ class Uplink:
         client, outbox = self._client, self._outbox
         if client is None or outbox is None:
             return
+        self._stopping = True
         self._events.put(_Event("stop"))
         if self._sender is not None:
             self._sender.join(timeout=self.stop_timeout_s)
@@ -354,10 +401,59 @@ class Uplink:
         self._events.put(_Event("status"))
 
     def subscribe_commands(self, handler: CommandHandler) -> None:
-        """Serve `cmd/<verb>` with `handler(verb, payload) -> reply fields` (see module docstring)."""
+        """Serve `cmd/<verb>` with `handler(command) -> reply fields` (see module docstring)."""
         self._handler = handler
         if self._client is not None and self._connected:
             self._client.subscribe(self.topics.command_filter, qos=topic_table.COMMAND.qos)
+
+    def send_command_result(
+        self,
+        verb: str,
+        request_id: str | None,
+        ok: bool,
+        result: Mapping[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Send the final reply of a command (`stage` `done` or `refused`); any thread.
+
+        Not queued in the outbox: a reply the link loses is answered by the hub's own
+        timeout. `error` goes to the hub as given: keep internal details out of it.
+        """
+        fields = {**dict(result or {}), "stage": "done" if ok else "refused"}
+        reply = command_reply(
+            verb,
+            ok=ok,
+            replied_at_s=self._clock(),
+            request_id=request_id,
+            error=error,
+            result=fields,
+        )
+        client = self._client
+        if client is None:
+            log.warning("command_result_not_sent", verb=verb, reason="uplink not started")
+            return
+        client.publish(
+            self.topics.command_reply(verb),
+            json.dumps(reply),
+            qos=topic_table.COMMAND_REPLY.qos,
+            retain=topic_table.COMMAND_REPLY.retain,
+            properties=_json_properties(),
+        )
+
+    def health(self) -> dict[str, ThreadHealth]:
+        """Per-thread health: `uplink sender` and `mqtt network` (paho's loop)."""
+        sender = self._sender
+        client = self._client
+        network = getattr(client, "_thread", None) if client is not None else None
+        started = client is not None
+        return {
+            "uplink sender": self._sender_record.snapshot(
+                "uplink sender", not started or (sender is not None and sender.is_alive())
+            ),
+            "mqtt network": self._network_record.snapshot(
+                "mqtt network", not started or (network is not None and network.is_alive())
+            ),
+        }
 
     def counters(self) -> UplinkCounters:
         outbox = self._outbox
@@ -373,6 +469,7 @@ class Uplink:
             outbox_depth=outbox.depth() if outbox is not None else 0,
             outbox_dropped=outbox.dropped if outbox is not None else 0,
             last_error=self._last_error,
+            outbox_recovered=outbox.recovered if outbox is not None else None,
         )
 
     def _require_outbox(self) -> Outbox:
@@ -451,17 +548,29 @@ class Uplink:
         self._commands_subscribed = True
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        # The outer boundary of paho's network thread for commands: nothing from a
+        # payload or a handler may end that thread (it also processes our PUBACKs).
+        try:
+            self._serve_command(client, message)
+        except Exception as err:
+            self._network_record.failed(err)
+            log.exception("command_boundary_failed", topic=message.topic[:120])
+
+    def _serve_command(self, client: mqtt.Client, message: mqtt.MQTTMessage) -> None:
         verb = self.topics.command_verb(message.topic)
         if verb is None:
             return
         self._commands += 1
         payload = bytes(message.payload)
         now_s = self._clock()
+        request_id = _request_id_of(payload)
         try:
+            self._admit(message, now_s)
             command = parse_command(verb, payload)
+            self._check_age(verb, command, now_s)
             if self._handler is None:
                 raise CommandError(f"{verb}: this tower serves no commands right now")
-            result = dict(self._handler(verb, payload))
+            result = {**dict(self._handler(command)), "stage": "accepted"}
             reply = command_reply(
                 verb, ok=True, replied_at_s=now_s, request_id=command.request_id, result=result
             )
@@ -472,21 +581,23 @@ class Uplink:
                 verb,
                 ok=False,
                 replied_at_s=now_s,
-                request_id=_request_id_of(payload),
+                request_id=request_id,
                 error=str(err),
+                result={"stage": "refused"},
             )
-            log.warning("command_refused", verb=verb, reason=str(err))
-        except Exception as err:
-            # A handler bug must not kill paho's network thread (that would silence the
-            # tower); it is logged with its traceback and reported to the hub.
+            log.warning("command_refused", verb=verb[:40], reason=str(err)[:300])
+        except Exception:
+            # A handler bug is logged with its traceback; the hub learns only that the
+            # command failed (internal details stay on the tower).
             self._commands_refused += 1
             log.exception("command_handler_failed", verb=verb)
             reply = command_reply(
                 verb,
                 ok=False,
                 replied_at_s=now_s,
-                request_id=_request_id_of(payload),
-                error=f"{verb}: internal error: {type(err).__name__}: {err}",
+                request_id=request_id,
+                error=f"{verb}: internal error on the tower (see its log)",
+                result={"stage": "refused"},
             )
         props = _json_properties()
         request_props = message.properties
@@ -500,15 +611,73 @@ class Uplink:
             properties=props,
         )
 
+    def _admit(self, message: mqtt.MQTTMessage, now_s: float) -> None:
+        """Refuse retained commands and bursts before spending any work on the payload."""
+        if message.retain:
+            raise CommandError(
+                "retained commands are not carried out; publish commands with retain off"
+            )
+        wall_s = time.monotonic()
+        times = self._command_times
+        if len(times) == times.maxlen and wall_s - times[0] < 1.0:
+            raise CommandError(
+                f"too many commands: more than {self.command_burst} in one second; try again"
+            )
+        times.append(wall_s)
+
+    def _check_age(self, verb: str, command: Command, now_s: float) -> None:
+        if command.issued_at is None:
+            return
+        age_s = now_s - parse_iso_z(command.issued_at)
+        if age_s > self.command_max_age_s:
+            raise CommandError(
+                f"{verb}: stale: issued {age_s:.0f} s ago, limit {self.command_max_age_s:.0f} s"
+            )
+        if age_s < -COMMAND_CLOCK_SKEW_S:
+            raise CommandError(
+                f"{verb}: issued_at is {-age_s:.0f} s in the future of the tower's clock"
+            )
+
     # --- sender thread ---------------------------------------------------------------
 
     def _run_sender(self) -> None:
         while True:
-            event = self._events.get()
+            try:
+                event = self._events.get(timeout=_SUPERVISE_PERIOD_S)
+            except queue.Empty:
+                event = _Event("tick")
             if event.kind == "stop":
                 return
-            self._handle(event)
-            self._drain()
+            # The thread's outer boundary: a storage or paho error is logged, counted
+            # and retried; it never ends the thread (alarms would stop silently).
+            try:
+                self._supervise_network()
+                self._handle(event)
+                self._drain()
+            except Exception as err:
+                self._sender_record.failed(err)
+                self._last_error = f"{self._where}: uplink sender: {type(err).__name__}: {err}"
+                log.exception("uplink_sender_failed", where=self._where)
+                # Rows handed but not yet acknowledged are handed again from the oldest
+                # pending one (at-least-once; the hub de-duplicates).
+                if not self._inflight:
+                    self._handed_up_to = 0
+                time.sleep(_FAILURE_PAUSE_S)
+
+    def _supervise_network(self) -> None:
+        """Restart paho's network loop if it ended while the uplink is running."""
+        client = self._client
+        if client is None or self._stopping or not self._ever_started_loop:
+            return
+        thread = getattr(client, "_thread", None)
+        if thread is not None and thread.is_alive():
+            return
+        reason = "mqtt network thread ended unexpectedly; restarted"
+        self._network_record.restarted(reason)
+        self._last_error = f"{self._where}: {reason}"
+        log.error("uplink_network_thread_restarted", where=self._where)
+        client.loop_stop()
+        client.loop_start()
 
     def _handle(self, event: _Event) -> None:
         if event.kind == "connected":
@@ -599,9 +768,12 @@ def _jpeg_properties() -> Properties:
 
 def _request_id_of(payload: bytes) -> str | None:
     """Best-effort request_id of a refused command, so the hub can match the refusal."""
+    if len(payload) > MAX_COMMAND_BYTES:
+        return None
     try:
         data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):
+        # not JSON, not UTF-8, or a number past Python's digit limit
         return None
     if isinstance(data, dict):
         rid = data.get("request_id")

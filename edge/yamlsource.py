@@ -14,6 +14,15 @@ import yaml
 
 KeyPath = tuple[str | int, ...]
 
+# A tower config has a few hundred nodes; aliases can multiply a small file into
+# billions ("billion laughs"), so conversion stops here.
+MAX_NODES = 100_000
+MAX_BYTES = 1024 * 1024
+
+
+class _TooLarge(Exception):
+    pass
+
 
 @dataclass
 class YamlDocument:
@@ -23,6 +32,7 @@ class YamlDocument:
     data: Any
     lines: dict[KeyPath, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    nodes: int = 0
 
     def where(self, path: KeyPath) -> str:
         """`file:line` of the deepest written prefix of ``path``."""
@@ -45,6 +55,9 @@ def dotted(path: KeyPath) -> str:
 
 def _convert(node: yaml.Node, path: KeyPath, doc: YamlDocument, loader: yaml.SafeLoader) -> Any:
     doc.lines.setdefault(path, node.start_mark.line + 1)
+    doc.nodes += 1
+    if doc.nodes > MAX_NODES:
+        raise _TooLarge
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
@@ -74,8 +87,14 @@ def _convert(node: yaml.Node, path: KeyPath, doc: YamlDocument, loader: yaml.Saf
 def parse_yaml(text: str, source: str) -> YamlDocument:
     """Parse one YAML document; syntax errors become one problem with its line."""
     doc = YamlDocument(source=source, data=None)
+    if len(text) > MAX_BYTES:
+        doc.problems.append(f"{source}: {len(text)} characters; a tower config is a few kB")
+        return doc
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        doc.problems.append(f"{source}: nested too deeply to be a tower config")
+        return doc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else "?"
@@ -94,6 +113,12 @@ def parse_yaml(text: str, source: str) -> YamlDocument:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else "?"
         doc.problems.append(f"{source}:{line}: {exc.problem}")
+    except (RecursionError, _TooLarge):
+        doc.data = None
+        doc.problems.append(
+            f"{source}: more than {MAX_NODES} values, nested too deeply or a recursive "
+            "alias: not a tower config"
+        )
     finally:
         loader.dispose()
     return doc

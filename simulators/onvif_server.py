@@ -121,6 +121,10 @@ class FaultSwitches:
     ignore_stop: bool = False  # answer Stop but keep moving
     ignore_move_timeout: bool = False  # ContinuousMove runs until Stop, Timeout or not
     undeclared_fault_prefix: bool = False  # faults use ``ter:`` without declaring it
+    drip_reply_s: float = 0.0  # wall seconds between bytes of the reply (a stalling link)
+    # (operation, HTTP status, body): answer that operation with these bytes instead
+    reply_override: tuple[str, int, bytes] | None = None
+    cut_chunked_reply: bool = False  # chunked reply that ends mid-chunk (ChunkedEncodingError)
 
 
 def parse_duration_s(text: str) -> float:
@@ -260,6 +264,9 @@ class OnvifPtzServer:
             operation, payload, header = self._parse(request)
             with self._lock:
                 self.operations[operation] += 1
+            override = self.faults.reply_override
+            if override is not None and override[0] == operation:
+                return override[1], override[2]
             if operation != "GetSystemDateAndTime":
                 self._authenticate(header)
             body = self._dispatch(operation, payload)
@@ -754,9 +761,24 @@ def _make_handler(server: OnvifPtzServer) -> type[http.server.BaseHTTPRequestHan
                 "application/soap+xml; charset=utf-8" if body.startswith(b"<?xml") else "text/html"
             )
             self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
+            faults = server.faults
             try:
+                if faults.cut_chunked_reply:
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    half = body[: len(body) // 2]
+                    self.wfile.write(f"{len(body):x}\r\n".encode() + half)
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if faults.drip_reply_s > 0.0:
+                    for i in range(len(body)):
+                        self.wfile.write(body[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(faults.drip_reply_s)
+                    return
                 self.wfile.write(body)
             except (BrokenPipeError, ConnectionResetError):
                 # The client gave up waiting (a timeout test); nothing left to tell it.

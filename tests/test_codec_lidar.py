@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import numpy as np
 import pytest
@@ -152,3 +153,21 @@ def test_truncated_long_frame_does_not_delay_a_short_one_behind_it() -> None:
     ack = cl.Ack(4, cl.TYPE_SCAN)
     assert decoder.feed(cl.encode(_profile(n=200))[:30] + cl.encode(ack)) == [ack]
     assert decoder.crc_errors == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"bin_m": 0.0}, "bins must start"),
+        ({"bin_m": -7.5}, "bins must start"),
+        ({"first_bin_m": -1.0}, "bins must start"),
+        ({"t": float("nan")}, "non-finite"),
+        ({"bins": np.array([1.0, np.nan], dtype=np.float32)}, "NaN or infinite bins"),
+    ],
+)
+def test_a_profile_no_lidar_can_measure_is_refused_by_the_decoder(
+    change: dict[str, object], reason: str
+) -> None:
+    frame = cl.encode(dataclasses.replace(_profile(), **change))  # type: ignore[arg-type]
+    with pytest.raises(cl.LidarFrameError, match=reason):
+        cl.decode(frame)

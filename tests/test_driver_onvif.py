@@ -188,6 +188,35 @@ def test_slow_soap_becomes_a_timeout_naming_the_setting(tower) -> None:
         driver.status()
 
 
+def test_a_dripping_reply_is_cut_at_the_overall_deadline(tower) -> None:
+    _, _, server = tower
+    with make_driver(server, timeout_s=0.5) as driver:
+        assert driver.wait_connected(10.0)
+        # Each byte arrives well within the per-read timeout; the whole reply never would.
+        server.faults.drip_reply_s = 0.05
+        started = time.monotonic()
+        with pytest.raises(DeviceUnavailable, match="GetStatus not complete within 1 s"):
+            driver.status()
+        # one deadline plus one byte interval, with slack for a loaded machine
+        assert time.monotonic() - started < 4.0
+        server.faults.drip_reply_s = 0.0
+        assert driver.wait_connected(10.0)
+        driver.status()
+
+
+def test_a_reply_cut_mid_chunk_is_a_transport_error(tower) -> None:
+    _, _, server = tower
+    with make_driver(server) as driver:
+        assert driver.wait_connected(10.0)
+        server.faults.cut_chunked_reply = True
+        with pytest.raises(DeviceUnavailable, match="transport failed: ChunkedEncodingError"):
+            driver.status()
+        assert driver.health().counters["connection_errors"] >= 1
+        server.faults.cut_chunked_reply = False
+        assert driver.wait_connected(10.0)
+        driver.status()
+
+
 def test_garbage_replies_are_reported_not_raised_as_crashes(tower) -> None:
     _, _, server = tower
     with make_driver(server) as driver:

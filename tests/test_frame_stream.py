@@ -14,6 +14,7 @@ from drivers.codec_framestream import (
     KIND_THERMAL,
     KIND_VISIBLE,
     FrameStreamError,
+    FrameValueError,
     decode_payload,
     encode_frame,
     hello,
@@ -131,3 +132,72 @@ def test_a_stalled_stream_is_detected_and_reported() -> None:
         server.stall(False)
         assert _wait_for(lambda: source.health().state is DriverState.OK, 10.0)
     server.stop()
+
+
+class _BadScene(_Scene):
+    """Good frames with absurd ones in between: a broken clock, a zero field of view,
+    a pan outside any head's range, a frame of another size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.n = 0
+
+    def __call__(self, stream: str) -> ProducedFrame:
+        good = super().__call__(stream)
+        self.n += 1
+        kind = self.n % 5
+        if kind == 1:
+            return ProducedFrame(good.image, 1e300, 90.0, -0.5, 5.9, 4.7)
+        if kind == 2:
+            return ProducedFrame(good.image, good.t, 90.0, -0.5, 0.0, 4.7)
+        if kind == 3:
+            return ProducedFrame(good.image, good.t, 500.0, -0.5, 5.9, 4.7)
+        if kind == 4:
+            return ProducedFrame(np.full((8, 8), 295.0, np.float32), good.t, 90.0, -0.5, 5.9, 4.7)
+        return good
+
+
+def test_absurd_frames_are_rejected_and_counted_without_a_reconnect() -> None:
+    scene = _BadScene()
+    scene.n = 4  # the first frame is good and fixes the stream's frame size
+    server = FrameStreamServer(scene, fps=100.0)
+    server.start()
+    try:
+        with FrameStreamSource(Settings(type="frame_stream", port=server.port)) as source:
+            good: list[float] = []
+            deadline = time.monotonic() + 10.0
+            while len(good) < 4 and time.monotonic() < deadline:
+                frame = source.read(timeout_s=1.0)
+                if frame is not None:
+                    assert frame.image.shape == (16, 20)
+                    assert 0.0 < frame.hfov_deg < 180.0
+                    good.append(frame.t)
+            assert len(good) == 4
+            health = source.health()
+            assert health.counters.get("frames_rejected", 0) >= 12
+            assert health.counters.get("disconnects", 0) == 0
+            assert health.counters.get("protocol_errors", 0) == 0
+            assert health.state is DriverState.OK
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("t", math.nan, "not a time"),
+        ("t", -5.0, "not a time"),
+        ("t", 1e300, "not a time"),
+        ("hfov_deg", -1.0, "field of view"),
+        ("tilt_deg", 95.0, "tilt_deg"),
+        ("pan_deg", 400.0, "pan_deg"),
+        ("vfov_deg", math.inf, "infinity"),
+    ],
+)
+def test_header_values_are_checked(field: str, value: float, reason: str) -> None:
+    values = dict(t=1.7e9, pan_deg=10.0, tilt_deg=0.0, hfov_deg=6.0, vfov_deg=4.0)
+    values[field] = value
+    t = values.pop("t")
+    data = encode_frame(KIND_THERMAL, np.full((4, 4), 300.0, np.float32), 0, t, **values)
+    with pytest.raises(FrameValueError, match=reason):
+        parse_header(data[: HEADER.size])

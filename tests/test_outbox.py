@@ -227,3 +227,71 @@ def test_kill_9_while_writing_loses_no_committed_message(tmp_path: Path) -> None
     # Every put that returned is there; at most the one in progress follows; no gaps.
     assert seqs[:committed] == list(range(1, committed + 1))
     assert len(seqs) in (committed, committed + 1)
+
+
+def test_a_file_that_is_not_a_database_is_moved_aside(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    path.write_bytes(b"\x00garbage after a power cut" * 100)
+    with Outbox(path) as outbox:
+        assert outbox.recovered is not None
+        assert "moved to outbox.sqlite.corrupt-" in outbox.recovered
+        assert "0 message(s) salvaged" in outbox.recovered
+        put_alarm(outbox, "a1", 1, "confirmed")
+        assert outbox.depth() == 1
+    asides = list(tmp_path.glob("outbox.sqlite.corrupt-*"))
+    assert [p.name.endswith("Z") for p in asides] == [True]
+
+
+def test_a_damaged_outbox_is_salvaged_row_by_row(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    with Outbox(path) as outbox:
+        for seq in range(1, 301):
+            put_alarm(outbox, "a1", seq, "confirmed", size=200)
+        outbox._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = path.stat().st_size
+    with path.open("r+b") as f:  # flip bytes in the middle of the table's pages
+        f.seek(size // 2)
+        f.write(b"\xde\xad\xbe\xef" * 512)
+    with Outbox(path) as outbox:
+        assert outbox.recovered is not None
+        salvaged = outbox.depth()
+        assert 0 < salvaged < 300
+        seqs = [row.seq for row in outbox.pending()]
+        assert seqs == sorted(seqs)
+        assert seqs[0] == 1 and seqs[-1] == 300  # both ends of the damage survive
+        put_alarm(outbox, "a1", 301, "confirmed")
+
+
+def test_a_truncated_outbox_keeps_its_readable_rows(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    with Outbox(path) as outbox:
+        for seq in range(1, 201):
+            put_alarm(outbox, "a1", seq, "confirmed", size=200)
+        outbox._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    os.truncate(path, path.stat().st_size * 2 // 3)
+    with Outbox(path) as outbox:
+        assert outbox.recovered is not None
+        assert 0 < outbox.depth() < 200
+        assert outbox.pending()[0].seq == 1
+
+
+def test_disk_full_at_put_says_so_and_keeps_the_outbox_usable(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "outbox.sqlite") as outbox:
+        put_alarm(outbox, "a1", 1, "confirmed")
+        pages = outbox._db.execute("PRAGMA page_count").fetchone()[0]
+        outbox._db.execute(f"PRAGMA max_page_count={pages}")  # the file cannot grow
+        with pytest.raises(OutboxError, match=r"disk full \(free space on the state folder"):
+            put_snapshot(outbox, "a1", size=200_000)
+        assert outbox.depth() == 1
+        outbox._db.execute("PRAGMA max_page_count=1000000")
+        put_alarm(outbox, "a1", 2, "cleared")
+        assert outbox.depth() == 2
+
+
+def test_storage_errors_after_open_are_outbox_errors(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    outbox.close()
+    with pytest.raises(OutboxError, match="outbox.sqlite"):
+        outbox.pending()
+    with pytest.raises(OutboxError, match="outbox.sqlite"):
+        outbox.depth()

@@ -58,7 +58,7 @@ def config_for(base: str, tmp: Path, *extra: str) -> TowerConfig:
 
 
 def start_tower(cfg: TowerConfig) -> SimulatedTower:
-    spec = tower_spec(cfg, "test config", FileSecretStore(cfg.secrets_directory()))
+    spec = tower_spec(cfg, "test config", FileSecretStore.from_config(cfg))
     sim = SimulatedTower(spec, load_scenario(SCENARIO), speed=SPEED, fps=5.0)
     sim.start()
     return sim
@@ -68,7 +68,7 @@ def start_tower(cfg: TowerConfig) -> SimulatedTower:
 def onvif_tower(tmp_path: Path) -> Iterator[tuple[SimulatedTower, Devices, TowerConfig]]:
     cfg = config_for("simulated.yaml", tmp_path, f"ptz.port={free_port()}")
     sim = start_tower(cfg)
-    devices = build_devices(cfg, FileSecretStore(cfg.secrets_directory()))
+    devices = build_devices(cfg, FileSecretStore.from_config(cfg))
     devices.open_all()
     yield sim, devices, cfg
     devices.close_all()
@@ -159,7 +159,7 @@ def test_a_pelco_d_head_on_a_pty_in_place_of_onvif(tmp_path: Path) -> None:
     try:
         assert sim.onvif is None and "onvif" not in sim.endpoints()
         assert sim.endpoints()["ptz"]["port"] == str(tmp_path / "dev" / "ptz")
-        devices = build_devices(cfg, FileSecretStore(cfg.secrets_directory()))
+        devices = build_devices(cfg, FileSecretStore.from_config(cfg))
         devices.ptz.open()
         try:
             assert devices.ptz.wait_connected(5.0)  # type: ignore[attr-defined]
@@ -180,7 +180,7 @@ def test_a_device_path_that_is_a_real_file_is_refused(tmp_path: Path) -> None:
     blocker.parent.mkdir()
     blocker.write_text("not a tty\n")
     cfg = config_for("simulated.yaml", tmp_path, f"ptz.port={free_port()}")
-    spec = tower_spec(cfg, "test config", FileSecretStore(cfg.secrets_directory()))
+    spec = tower_spec(cfg, "test config", FileSecretStore.from_config(cfg))
     with pytest.raises(DevicePathError, match=r"gnss \(gnss.port=.*\): the path exists"):
         SimulatedTower(spec, load_scenario(SCENARIO))
     assert blocker.read_text() == "not a tty\n"
@@ -191,7 +191,7 @@ def test_a_device_type_the_tower_cannot_serve_is_named(tmp_path: Path) -> None:
     gpio = relay_gpio.Settings.model_validate({"type": "gpio", "line": 4})
     cfg = cfg.model_copy(update={"relay": gpio})
     with pytest.raises(SpecError, match=r"relay.type: the simulated tower serves 'modbus_rtu'"):
-        tower_spec(cfg, "test config", FileSecretStore(cfg.secrets_directory()))
+        tower_spec(cfg, "test config", FileSecretStore.from_config(cfg))
 
 
 def test_the_command_writes_every_endpoint(tmp_path: Path) -> None:

@@ -19,8 +19,9 @@ import pytest
 from conftest import MosquittoBroker, MqttCollector, ReceivedMessage
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.messages import AlarmMessage, CommandError, Uncertainty, build_alarm
-from edge.outbox import Outbox
+from edge.config import MqttSettings
+from edge.messages import AlarmMessage, Command, CommandError, Uncertainty, build_alarm, iso_z
+from edge.outbox import Outbox, OutboxError
 from edge.uplink import Uplink, UplinkError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,18 +71,20 @@ def make_uplink(tmp_path: Path) -> Iterator[UplinkFactory]:
     started: list[Uplink] = []
 
     def make(broker: MosquittoBroker, **overrides: Any) -> Uplink:
+        settings: dict[str, Any] = dict(
+            host=broker.host, port=broker.port, client_id=f"towerwatch-{TOWER}", keepalive_s=10
+        )
+        for key in list(overrides):
+            if key in MqttSettings.model_fields:
+                settings[key] = overrides.pop(key)
         kwargs: dict[str, Any] = dict(
-            host=broker.host,
-            port=broker.port,
-            client_id=f"towerwatch-{TOWER}",
             tower_id=TOWER,
             outbox_path=tmp_path / "outbox.sqlite",
-            keepalive_s=10,
             reconnect_min_delay_s=1,
             reconnect_max_delay_s=1,
         )
         kwargs.update(overrides)
-        uplink = Uplink(**kwargs)
+        uplink = Uplink(MqttSettings(**settings), **kwargs)
         uplink.start()
         started.append(uplink)
         return uplink
@@ -284,11 +287,12 @@ def test_cap_policy_applies_while_the_broker_is_away(
 
 _CRASHING_TOWER = """
 import sys, time
+from edge.config import MqttSettings
 from edge.uplink import Uplink
 sys.path.insert(0, sys.argv[3])
 from test_uplink import alarm
-uplink = Uplink(host="127.0.0.1", port=int(sys.argv[2]), client_id="towerwatch-t1",
-                tower_id="t1", outbox_path=sys.argv[1], reconnect_min_delay_s=1,
+settings = MqttSettings(host="127.0.0.1", port=int(sys.argv[2]), client_id="towerwatch-t1")
+uplink = Uplink(settings, tower_id="t1", outbox_path=sys.argv[1], reconnect_min_delay_s=1,
                 reconnect_max_delay_s=1)
 uplink.start()
 uplink.send_alarm(alarm(1, "confirmed"))
@@ -337,22 +341,27 @@ def test_alarm_survives_kill_9_right_after_send(
 
 class RecordingHandler:
     def __init__(self) -> None:
-        self.calls: list[tuple[str, bytes]] = []
+        self.calls: list[Command] = []
         self.lock = threading.Lock()
+        self.uplink: Uplink | None = None
 
-    def __call__(self, verb: str, payload: bytes) -> dict[str, Any]:
+    def __call__(self, command: Command) -> dict[str, Any]:
         with self.lock:
-            self.calls.append((verb, payload))
-        if verb == "relay-reset":
+            self.calls.append(command)
+        if type(command).__name__ == "RelayResetCommand":
             raise CommandError("relay-reset: no relay configured (relay.type)")
+        if getattr(command, "note", None) == "crash":
+            raise RuntimeError("secret internal state 0xdeadbeef")
         return {"queued": True}
 
 
-def send_command(broker: MosquittoBroker, verb: str, payload: bytes) -> None:
+def send_command(
+    broker: MosquittoBroker, verb: str, payload: bytes, *, retain: bool = False
+) -> None:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.connect(broker.host, broker.port)
     client.loop_start()
-    client.publish(f"{ROOT}/cmd/{verb}", payload, qos=1).wait_for_publish(5)
+    client.publish(f"{ROOT}/cmd/{verb}", payload, qos=1, retain=retain).wait_for_publish(5)
     client.disconnect()
     client.loop_stop()
 
@@ -362,7 +371,8 @@ def commanded(
     mqtt_broker: MosquittoBroker, mqtt_collector: MqttCollector, make_uplink: UplinkFactory
 ) -> tuple[RecordingHandler, Callable[[str, bytes], dict[str, Any]]]:
     handler = RecordingHandler()
-    uplink = make_uplink(mqtt_broker)
+    uplink = make_uplink(mqtt_broker, command_burst=200)
+    handler.uplink = uplink
     uplink.subscribe_commands(handler)
     wait_until(lambda: uplink.commands_subscribed, 5, "command subscription")
 
@@ -382,8 +392,10 @@ def test_valid_command_reaches_the_handler_and_is_answered(commanded: Any) -> No
     assert reply["ok"] is True
     assert reply["request_id"] == "hub-17"
     assert reply["queued"] is True
+    assert reply["stage"] == "accepted"
     assert reply["verb"] == "recheck"
-    assert handler.calls == [("recheck", payload)]
+    assert [type(c).__name__ for c in handler.calls] == ["RecheckCommand"]
+    assert handler.calls[0].bearing_deg == 212.5
 
 
 @pytest.mark.parametrize(
@@ -418,22 +430,20 @@ def test_handler_refusal_is_replied(commanded: Any) -> None:
         "ok": False,
         "replied_at": reply["replied_at"],
         "error": "relay-reset: no relay configured (relay.type)",
+        "stage": "refused",
     }
-    assert handler.calls == [("relay-reset", b"")]
+    assert len(handler.calls) == 1
 
 
 def test_bad_settings_are_refused_naming_the_key(tmp_path: Path) -> None:
-    common: dict[str, Any] = dict(
-        host="127.0.0.1", client_id="c", tower_id="t1", outbox_path=tmp_path / "o"
-    )
-    with pytest.raises(UplinkError, match="mqtt.port"):
-        Uplink(port=70000, **common)
-    with pytest.raises(UplinkError, match="tls_key_path"):
-        Uplink(port=1883, tls_cert_path="c.pem", **common)
+    common: dict[str, Any] = dict(tower_id="t1", outbox_path=tmp_path / "o")
+    with_cert = MqttSettings.model_validate({"tls": {"ca_file": "ca.pem", "cert_file": "c.pem"}})
+    with pytest.raises(UplinkError, match="mqtt.tls.key_secret"):
+        Uplink(with_cert, **common)
     with pytest.raises(UplinkError, match="tower.id"):
-        Uplink(port=1883, **{**common, "tower_id": "t/#"})
+        Uplink(MqttSettings(), **{**common, "tower_id": "t/#"})
     with pytest.raises(UplinkError, match="not started"):
-        Uplink(port=1883, **common).send_alarm(alarm(1))
+        Uplink(MqttSettings(), **common).send_alarm(alarm(1))
 
 
 def test_an_uplink_can_be_stopped_and_started_again(
@@ -447,3 +457,142 @@ def test_an_uplink_can_be_stopped_and_started_again(
     uplink.send_alarm(alarm(2))
     wait_until(lambda: 2 in alarm_seqs(mqtt_collector), 5, "alarm after restart")
     wait_until(lambda: uplink.counters().outbox_depth == 0, 5, "outbox drained")
+
+
+@pytest.mark.parametrize(
+    ("verb", "payload", "reason"),
+    [
+        ("goto", b'{"pan_deg": ' + b"9" * 5001 + b', "tilt_deg": 0}', "over the"),
+        ("goto", b'{"pan_deg": ' + b"9" * 4050 + b', "tilt_deg": 0}', "pan_deg"),
+        ("goto", b"[" * 2000 + b"]" * 2000, "nested too deeply"),
+        ("goto", b'{"pan_deg": 1, "tilt_deg": 0, "x": "\xff\xfe"}', "not UTF-8"),
+        ("goto", b'{"pan_deg": 10, "tilt_deg": true}', "tilt_deg"),
+        ("goto", b'{"pan_deg": "10", "tilt_deg": 0}', "pan_deg"),
+        ("test-alarm", b"{" + b" " * (2 * 1024 * 1024) + b"}", "over the"),
+    ],
+)
+def test_hostile_payloads_are_refused_and_the_link_keeps_working(
+    commanded: Any, verb: str, payload: bytes, reason: str
+) -> None:
+    handler, ask = commanded
+    reply = ask(verb, payload)
+    assert reply["ok"] is False
+    assert reply["stage"] == "refused"
+    assert reason in reply["error"]
+    assert handler.calls == []
+    # paho's network thread survived: the next valid command is served.
+    assert ask("test-alarm", b'{"request_id": "after"}')["ok"] is True
+
+
+def test_handler_crash_is_refused_without_internal_details(commanded: Any) -> None:
+    handler, ask = commanded
+    reply = ask("test-alarm", b'{"note": "crash"}')
+    assert reply["ok"] is False
+    assert "internal error" in reply["error"]
+    assert "deadbeef" not in json.dumps(reply)
+    assert ask("test-alarm", b"{}")["ok"] is True
+
+
+def test_stale_and_future_commands_are_refused_by_issued_at(commanded: Any) -> None:
+    handler, ask = commanded
+    now_s = time.time()
+    stale = json.dumps({"issued_at": iso_z(now_s - 3600)}).encode()
+    assert "stale" in ask("test-alarm", stale)["error"]
+    future = json.dumps({"issued_at": iso_z(now_s + 3600)}).encode()
+    assert "future" in ask("test-alarm", future)["error"]
+    fresh = json.dumps({"issued_at": iso_z(now_s - 2)}).encode()
+    assert ask("test-alarm", fresh)["ok"] is True
+    assert len(handler.calls) == 1
+
+
+def test_a_retained_command_is_refused_at_start(
+    mqtt_broker: MosquittoBroker, mqtt_collector: MqttCollector, make_uplink: UplinkFactory
+) -> None:
+    send_command(mqtt_broker, "test-alarm", b'{"request_id": "old"}', retain=True)
+    handler = RecordingHandler()
+    uplink = make_uplink(mqtt_broker)
+    uplink.subscribe_commands(handler)
+    reply = mqtt_collector.wait_one(f"{ROOT}/cmd/test-alarm/reply").json()
+    assert reply["ok"] is False
+    assert reply["request_id"] == "old"
+    assert "retained" in reply["error"]
+    assert handler.calls == []
+
+
+def test_a_burst_of_commands_gets_a_bounded_answer(
+    mqtt_broker: MosquittoBroker, mqtt_collector: MqttCollector, make_uplink: UplinkFactory
+) -> None:
+    handler = RecordingHandler()
+    uplink = make_uplink(mqtt_broker, command_burst=20)
+    uplink.subscribe_commands(handler)
+    wait_until(lambda: uplink.commands_subscribed, 5, "command subscription")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.connect(mqtt_broker.host, mqtt_broker.port)
+    client.loop_start()
+    infos = [client.publish(f"{ROOT}/cmd/test-alarm", b"{}", qos=1) for _ in range(100)]
+    for info in infos:
+        info.wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+    replies = [m.json() for m in mqtt_collector.wait_for(f"{ROOT}/cmd/test-alarm/reply", count=100)]
+    accepted = [r for r in replies if r["ok"]]
+    refused = [r for r in replies if not r["ok"]]
+    assert len(handler.calls) == len(accepted)
+    # Delivery is fast on loopback: most of the burst lands in its first second.
+    assert 20 <= len(accepted) < 100
+    assert all("too many commands" in r["error"] for r in refused)
+
+
+def test_final_command_result_is_sent(commanded: Any, mqtt_collector: MqttCollector) -> None:
+    handler, ask = commanded
+    assert ask("recheck", b'{"bearing_deg": 10, "request_id": "r9"}')["stage"] == "accepted"
+    handler.uplink.send_command_result("recheck", "r9", False, error="recheck: sun in view")
+    final = mqtt_collector.wait_one(f"{ROOT}/cmd/recheck/reply").json()
+    assert (final["ok"], final["stage"], final["request_id"]) == (False, "refused", "r9")
+    assert final["error"] == "recheck: sun in view"
+    mqtt_collector.clear()
+    handler.uplink.send_command_result("goto", None, True, result={"pan_deg": 12.0})
+    done = mqtt_collector.wait_one(f"{ROOT}/cmd/goto/reply").json()
+    assert (done["ok"], done["stage"], done["pan_deg"]) == (True, "done", 12.0)
+
+
+def test_sender_thread_survives_a_storage_error(
+    mqtt_broker: MosquittoBroker,
+    mqtt_collector: MqttCollector,
+    make_uplink: UplinkFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    uplink = make_uplink(mqtt_broker)
+    assert uplink._outbox is not None
+    real_ack = uplink._outbox.ack
+    failures = [OutboxError("outbox (test): cannot delete row: disk I/O error")]
+
+    def flaky_ack(row_id: int) -> bool:
+        if failures:
+            raise failures.pop()
+        return real_ack(row_id)
+
+    monkeypatch.setattr(uplink._outbox, "ack", flaky_ack)
+    uplink.send_alarm(alarm(1, "confirmed"))
+    mqtt_collector.wait_one(f"{ROOT}/alarm")
+    wait_until(lambda: uplink.health()["uplink sender"].failures == 1, 5, "failure counted")
+    health = uplink.health()["uplink sender"]
+    assert health.alive
+    assert "disk I/O error" in (health.last_error or "")
+    # Later alarms still go out and the unacknowledged row is sent again and deleted.
+    uplink.send_alarm(alarm(2))
+    wait_until(lambda: 2 in alarm_seqs(mqtt_collector), 10, "alarm after the failure")
+    wait_until(lambda: uplink.counters().outbox_depth == 0, 10, "outbox drained")
+
+
+def test_a_dead_network_thread_is_restarted(
+    mqtt_broker: MosquittoBroker, mqtt_collector: MqttCollector, make_uplink: UplinkFactory
+) -> None:
+    uplink = make_uplink(mqtt_broker)
+    wait_until(lambda: uplink.connected, 5, "connect")
+    assert uplink._client is not None
+    uplink._client.loop_stop()  # paho's loop ends as if a callback had killed it
+    wait_until(lambda: uplink.health()["mqtt network"].restarts == 1, 5, "restart")
+    assert uplink.health()["mqtt network"].alive
+    uplink.send_alarm(alarm(1, "confirmed"))
+    mqtt_collector.wait_one(f"{ROOT}/alarm", timeout_s=10)

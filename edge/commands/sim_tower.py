@@ -131,7 +131,7 @@ def tower(
 
     try:
         scenario = load_scenario(scenario_path)
-        spec = tower_spec(cfg, config, FileSecretStore(cfg.secrets_directory()))
+        spec = tower_spec(cfg, config, FileSecretStore.from_config(cfg))
         sim = SimulatedTower(spec, scenario, speed=speed, fps=fps, seed=seed)
     except (ScenarioError, SpecError, DriverError, DevicePathError) as exc:
         fail(str(exc), EXIT_USAGE)
