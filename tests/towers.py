@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SIM_CONFIG = ROOT / "config" / "simulated.yaml"
@@ -132,6 +133,95 @@ class SimTowerRun:
         for process in (self.daemon, self.tower):
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=5)
+
+
+@dataclass
+class CountyRun:
+    """`towerwatch simulate county` on free ports and private ptys, plus one daemon per tower."""
+
+    workdir: Path
+    scenario: Path
+    mqtt_port: int
+    speed: float = 2.0
+    extra: Sequence[str] = ()  # KEY=VALUE for every daemon
+    county: subprocess.Popen[bytes] | None = None
+    daemons: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def endpoints_file(self) -> Path:
+        return self.workdir / "county.json"
+
+    def start_county(self, timeout_s: float = 120.0) -> None:
+        log = (self.workdir / "county.log").open("ab")
+        self.county = subprocess.Popen(
+            towerwatch(
+                "simulate",
+                "county",
+                "--scenario",
+                str(self.scenario),
+                "--speed",
+                str(self.speed),
+                "--port-base",
+                "0",
+                "--run-dir",
+                str(self.workdir / "run"),
+                "--endpoints-file",
+                str(self.endpoints_file),
+                "--log-level",
+                "warning",
+            ),  # fmt: skip
+            cwd=ROOT,
+            env=_env(),
+            stdout=log,
+            stderr=log,
+        )
+        deadline = time.monotonic() + timeout_s
+        while not self.endpoints_file.exists():
+            if self.county.poll() is not None:
+                raise AssertionError(
+                    f"simulate county exited with {self.county.returncode}:\n"
+                    + (self.workdir / "county.log").read_text(errors="replace")[-3000:]
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"simulate county wrote no endpoints in {timeout_s} s")
+            time.sleep(0.2)
+        self.endpoints = json.loads(self.endpoints_file.read_text())["towers"]
+
+    def start_daemons(self, duration_s: float | None = None) -> None:
+        for tower_id, where in self.endpoints.items():
+            sets = [*where["daemon_sets"], f"mqtt.port={self.mqtt_port}", *self.extra]
+            args = ["run", "--config", str(where["config"]), "--log-level", "info"]
+            for pair in sets:
+                args += ["--set", pair]
+            if duration_s is not None:
+                args += ["--duration", str(duration_s)]
+            log = (self.workdir / f"daemon-{tower_id}.log").open("ab")
+            self.daemons[tower_id] = subprocess.Popen(
+                towerwatch(*args), cwd=ROOT, env=_env(), stdout=log, stderr=log
+            )
+
+    def logs(self) -> str:
+        """Every process's log tail, for a failing assertion's message."""
+        out = []
+        for path in sorted(self.workdir.glob("*.log")):
+            out.append(f"--- {path.name}\n{path.read_text(errors='replace')[-2000:]}")
+        return "\n".join(out)
+
+    def stop(self) -> None:
+        """Daemons first (a daemon losing its devices would log a fault), then the county."""
+        for group in (list(self.daemons.values()), [self.county]):
+            for process in group:
+                if process is not None and process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            for process in group:
+                if process is None:
+                    continue
                 try:
                     process.wait(timeout=15)
                 except subprocess.TimeoutExpired:
