@@ -99,6 +99,12 @@ def _polar_places(node: Any, loc: tuple[int | str, ...]) -> Iterator[tuple[int |
 
 
 def parse_county(text: str, source: str = "<county scenario>") -> CountyScenario:
+    if not is_county(text) and is_tower_scenario(text):
+        raise sc.ScenarioError(
+            f"{source}: this scenario describes one tower ('tower:'); a county scenario names "
+            "its towers ('towers:' with an id and a config each). Run it with "
+            "`towerwatch simulate tower`."
+        )
     county = sc.parse_model(text, source, CountyScenario)
     problems = [
         f"{sc.where_in(text, source, loc)}: {'.'.join(map(str, loc))}: a county place needs "
@@ -114,10 +120,19 @@ def load_county(path: str | Path) -> CountyScenario:
     return parse_county(sc.read_text(path), str(path))
 
 
-def is_county(text: str) -> bool:
-    """Whether scenario text is a county scenario (it names ``towers``), without validating it."""
+def _top_keys(text: str) -> set[str]:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError:
-        return False
-    return isinstance(raw, dict) and "towers" in raw
+        return set()
+    return {str(k) for k in raw} if isinstance(raw, dict) else set()
+
+
+def is_county(text: str) -> bool:
+    """Whether scenario text is a county scenario (it names ``towers``), without validating it."""
+    return "towers" in _top_keys(text)
+
+
+def is_tower_scenario(text: str) -> bool:
+    """Whether scenario text describes one tower (it has ``tower``), without validating it."""
+    return "tower" in _top_keys(text)

@@ -147,3 +147,8 @@ def test_two_county_towers_confirm_the_same_fire(
     for tower_id, alarm in confirmed.items():
         assert alarm["tower"]["id"] == tower_id
         _bearing_and_range_hold_the_truth(alarm, fire.lat, fire.lon)
+
+
+def test_a_one_tower_scenario_given_as_a_county_is_refused_plainly() -> None:
+    with pytest.raises(ScenarioError, match="describes one tower.*simulate tower"):
+        load_county(ROOT / "benchmarks" / "scenarios" / "mission-2m-10km.yaml")

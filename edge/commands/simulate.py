@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from edge.cli_support import EXIT_USAGE, fail
-from edge.commands import sim_county, sim_tower
+from edge.commands import sim_county, sim_tower, sim_watch
 from simulators.scenario import ScenarioError, load_scenario
 from simulators.world import SimWorld
 
@@ -113,3 +113,4 @@ def render(
 
 group.add_command(sim_tower.tower)
 group.add_command(sim_county.county)
+group.add_command(sim_watch.watch)
