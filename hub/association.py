@@ -128,7 +128,10 @@ def associate(
             group_of[k] = gi
         groups[gi] = merged
         del groups[gj]
-    out = [sorted((observations[k] for k in ks), key=lambda o: (o.time_s, o.key)) for ks in groups.values()]
+    out = [
+        sorted((observations[k] for k in ks), key=lambda o: (o.time_s, o.key))
+        for ks in groups.values()
+    ]
     out.sort(key=lambda g: (g[0].time_s, g[0].key))
     return out
 

@@ -105,8 +105,14 @@ def build_fire(
         fix = triangulate(observations)
         if fix is None:
             note = "rays do not cross in front of the towers"
-        elif fix.max_angle_deg < settings.min_angle_deg or fix.min_angle_deg > settings.max_angle_deg:
-            angle = fix.max_angle_deg if fix.max_angle_deg < settings.min_angle_deg else fix.min_angle_deg
+        elif (
+            fix.max_angle_deg < settings.min_angle_deg or fix.min_angle_deg > settings.max_angle_deg
+        ):
+            angle = (
+                fix.max_angle_deg
+                if fix.max_angle_deg < settings.min_angle_deg
+                else fix.min_angle_deg
+            )
             note = (
                 f"poor geometry: rays meet at {angle:.0f}° (triangulation needs "
                 f"{settings.min_angle_deg:.0f}-{settings.max_angle_deg:.0f}°)"
@@ -141,8 +147,8 @@ def build_fire(
         updated_at=max(ordered, key=lambda a: parse_iso_z(a.sent_at)).sent_at,
         position=position,
         uncertainty=uncertainty,
-        range_source=range_source,  # type: ignore[arg-type]
-        geometry=geometry,  # type: ignore[arg-type]
+        range_source=range_source,
+        geometry=geometry,
         note=note,
         towers=tuple(sorted({a.tower.id for a in ordered})),
         alarms=tuple(

@@ -23,7 +23,16 @@ CHI2_2DOF_95: float = 5.991464547107979
 Z_95: float = 1.959963984540054
 # χ² 99 % quantiles for 1..10 degrees of freedom (association gate); Wilson-Hilferty above.
 _CHI2_99: tuple[float, ...] = (
-    6.635, 9.210, 11.345, 13.277, 15.086, 16.812, 18.475, 20.090, 21.666, 23.209,
+    6.635,
+    9.210,
+    11.345,
+    13.277,
+    15.086,
+    16.812,
+    18.475,
+    20.090,
+    21.666,
+    23.209,
 )
 _Z_99 = 2.3263478740408408
 # A ray range interval is widened by this much before the gate: the tower's own interval is
@@ -138,7 +147,9 @@ def rays_in(frame: LocalFrame, observations: Sequence[Observation]) -> list[Ray]
     for o in observations:
         origin = frame.to_local(o.tower_lat_deg, o.tower_lon_deg)
         az = frame.azimuth_in_frame_rad(o.tower_lat_deg, o.tower_lon_deg, o.bearing_deg)
-        rays.append(Ray(np.asarray(origin, dtype=np.float64), az, math.radians(o.bearing_sigma_deg)))
+        rays.append(
+            Ray(np.asarray(origin, dtype=np.float64), az, math.radians(o.bearing_sigma_deg))
+        )
     return rays
 
 
@@ -209,7 +220,9 @@ def _residuals(
     return np.array(rows), np.array(jac)
 
 
-def _initial_guess(rays: Sequence[Ray], observations: Sequence[Observation]) -> npt.NDArray[np.float64] | None:
+def _initial_guess(
+    rays: Sequence[Ray], observations: Sequence[Observation]
+) -> npt.NDArray[np.float64] | None:
     best: tuple[float, npt.NDArray[np.float64]] | None = None
     for i in range(len(rays)):
         for j in range(i + 1, len(rays)):
@@ -259,7 +272,7 @@ def triangulate(observations: Sequence[Observation], iterations: int = 10) -> Fi
     for ray in rays:
         if float((x - ray.origin_m) @ ray.direction) <= 0.0:
             return None
-    cov = np.linalg.inv(normal)
+    cov: npt.NDArray[np.float64] = np.asarray(np.linalg.inv(normal), dtype=np.float64)
     lat, lon = frame.to_geodetic(x[0], x[1])
     ellipse = ellipse_from_covariance(cov, frame, float(lat), float(lon))
     angles = [
@@ -311,7 +324,8 @@ def inside_ellipse(fix: Fix, lat_deg: float, lon_deg: float) -> bool:
 def _ccw_ring(points: list[tuple[float, float]]) -> list[list[float]]:
     """Close a (lon, lat) ring and make it counter-clockwise (RFC 7946 exterior ring)."""
     area2 = sum(
-        x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(points, points[1:] + points[:1], strict=True)
+        x1 * y2 - x2 * y1
+        for (x1, y1), (x2, y2) in zip(points, points[1:] + points[:1], strict=True)
     )
     if area2 < 0:
         points = points[::-1]
@@ -346,7 +360,9 @@ def wedge_ring(
     bearings = np.linspace(obs.bearing_deg - half_deg, obs.bearing_deg + half_deg, arc_points)
     far = [destination(obs.tower_lat_deg, obs.tower_lon_deg, float(b), high_m) for b in bearings]
     if low_m > 0.0:
-        near = [destination(obs.tower_lat_deg, obs.tower_lon_deg, float(b), low_m) for b in bearings]
+        near = [
+            destination(obs.tower_lat_deg, obs.tower_lon_deg, float(b), low_m) for b in bearings
+        ]
     else:
         near = [(obs.tower_lat_deg, obs.tower_lon_deg)]
     latlon = far + near[::-1]
