@@ -5,7 +5,7 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 const WIDTH = 1000, HEIGHT = 800, MARGIN = 40;
 const refreshMs = Number(document.body.dataset.refreshMs) || 2000;
 let selected = null;
-let lastFires = [], lastTowers = [];
+let lastFires = [], lastTowers = [], lastText = "";
 
 function el(tag, attrs, text) {
   const node = document.createElementNS(SVG_NS, tag);
@@ -123,7 +123,9 @@ function localTime(iso) {
 
 function drawList(fires) {
   const list = document.getElementById("fires");
-  const focusedId = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.fireId : null;
+  // The list is rebuilt on each change; keep the keyboard where the officer left it.
+  const active = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset : {};
+  const focusedId = active.fireId || null, focusedAck = active.ack || null;
   list.replaceChildren();
   document.getElementById("fire-count").textContent = `(${fires.length})`;
   for (const f of fires) {
@@ -144,6 +146,7 @@ function drawList(fires) {
       const button = html("button", { type: "button", "data-ack": p.fire_id }, "Acknowledge");
       button.addEventListener("click", (event) => { event.stopPropagation(); acknowledge(p.fire_id); });
       item.append(button);
+      if (focusedAck === p.fire_id) setTimeout(() => button.focus(), 0);
     }
     const cap = html("a", { href: p.cap }, " CAP");
     item.append(cap);
@@ -187,10 +190,14 @@ async function refresh() {
       fetch("/api/fires").then((r) => r.json()),
       fetch("/api/towers").then((r) => r.json()),
     ]);
-    lastFires = fires.features; lastTowers = towers.features;
-    drawMap(lastFires, lastTowers);
-    drawList(lastFires);
-    drawTowers(lastTowers);
+    const text = JSON.stringify([fires, towers]);
+    if (text !== lastText) {
+      lastText = text;
+      lastFires = fires.features; lastTowers = towers.features;
+      drawMap(lastFires, lastTowers);
+      drawList(lastFires);
+      drawTowers(lastTowers);
+    }
     link.textContent = `updated ${new Date().toLocaleTimeString()}`;
     link.classList.remove("down");
   } catch (err) {
