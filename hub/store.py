@@ -105,6 +105,10 @@ class Store(ABC):
     @abstractmethod
     def _begin_fusion(self, cur: Any) -> None: ...
 
+    def _guard(self) -> contextlib.AbstractContextManager[Any]:
+        """Held around every transaction: the one SQLite connection is shared by threads."""
+        return self._lock
+
     @abstractmethod
     def close(self) -> None: ...
 
@@ -113,7 +117,7 @@ class Store(ABC):
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Any]:
-        with self._lock:
+        with self._guard():
             conn = self._connection()
             cur = conn.cursor()
             try:
@@ -321,7 +325,11 @@ class SqliteStore(Store):
 
 
 class PostgresStore(Store):
-    """Several hub instances over one database; fusion passes serialised by an advisory lock."""
+    """Several hub instances over one database; fusion passes serialised by an advisory lock.
+
+    Each thread has its own connection, so a fusion pass never holds up the ingest of
+    the messages that arrive meanwhile.
+    """
 
     placeholder = "%s"
 
@@ -329,26 +337,43 @@ class PostgresStore(Store):
         super().__init__()
         import psycopg
 
+        self._psycopg = psycopg
+        self.dsn = dsn
         self.schema = schema
-        self._conn = psycopg.connect(dsn, autocommit=False)
-        with self._conn.cursor() as cur:
+        self._local = threading.local()
+        self._all: list[Any] = []
+        conn = self._connection()
+        with conn.cursor() as cur:
+            # Two instances starting together must not both create the tables.
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_FUSION_LOCK_KEY,))
             cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            cur.execute(f'SET search_path TO "{schema}"')
             for statement in _SCHEMA.format(blob="BYTEA").split(";"):
                 if statement.strip():
                     cur.execute(statement)
-        self._conn.commit()
+        conn.commit()
+
+    def _guard(self) -> contextlib.AbstractContextManager[Any]:
+        return contextlib.nullcontext()
 
     def _connection(self) -> Any:
-        return self._conn
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = self._psycopg.connect(
+                self.dsn, autocommit=False, options=f"-c search_path={self.schema}"
+            )
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
 
     def _begin_fusion(self, cur: Any) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_FUSION_LOCK_KEY,))
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
 
 
 def open_store(settings: Any) -> Store:

@@ -127,3 +127,40 @@ def test_stored_fire_round_trips_as_json(store: Store) -> None:
     stored = store.fire(fire.fire_id)
     assert stored is not None
     assert json.loads(stored.to_json()) == json.loads(fire.to_json())
+
+
+def test_two_instances_on_one_postgresql_store_agree(tmp_path: Path) -> None:
+    import threading
+
+    schemas = postgres_schema()
+    schema = next(schemas)
+    first = make_store("postgresql", tmp_path, schema)
+    second = make_store("postgresql", tmp_path, schema)
+    try:
+        results: list[list[str]] = []
+
+        def instance(store: Store, alarm: AlarmMessage) -> None:
+            store.record_alarm(alarm, alarm.to_json(), 1.0)
+            results.append(
+                [f"{f.fire_id}:{f.version}" for f in store.fuse(Fuser(FusionSettings()), 1.0)]
+            )
+
+        threads = [
+            threading.Thread(target=instance, args=(first, _alarm("T1-a", 1, TOWER_A))),
+            threading.Thread(target=instance, args=(second, _alarm("T2-b", 1, TOWER_B))),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        # Whatever the interleaving, one triangulated fire ends in the store, and every
+        # version was written by exactly one instance.
+        (fire,) = first.fires()
+        assert fire.range_source == "triangulated"
+        published = [entry for r in results for entry in r]
+        assert len(published) == len(set(published))
+        assert f"{fire.fire_id}:{fire.version}" in published
+    finally:
+        first.close()
+        second.close()
+        next(schemas, None)
