@@ -1,7 +1,7 @@
 """Which alarms of different towers are one fire: rays that cross inside each range interval.
 
-Pure: observations in, clusters out. Candidate pairs are found with a coarse box test
-in one frame over the whole county, then checked exactly in a frame of their own; pairs
+Pure: observations in, clusters out. Candidate pairs are found all at once in one frame
+over the whole county, then checked exactly in a frame of their own; pairs
 join greedily, best first, and a cluster of three or more (or one with ranges) must also
 pass a 99 % χ² gate on the fused fit.
 """
@@ -16,6 +16,7 @@ import numpy as np
 
 from hub.fusion import (
     RANGE_GATE_MARGIN_FRACTION,
+    Fix,
     LocalFrame,
     Observation,
     chi2_quantile_99,
@@ -75,33 +76,67 @@ def cluster_consistent(members: Sequence[Observation], settings: AssociationSett
     return True
 
 
+def ray_agrees(fix: Fix, obs: Observation) -> bool:
+    """Does one more bearing pass through a group's fix (its σ and the fix's covariance)?
+
+    A cheap 1-dof χ² test, so a ghost crossing is turned away before a full re-fit.
+    """
+    tower = np.asarray(fix.frame.to_local(obs.tower_lat_deg, obs.tower_lon_deg)).reshape(2)
+    d = np.asarray(fix.local_m) - tower
+    r2 = float(d @ d)
+    if r2 <= 0.0:
+        return False
+    predicted = math.atan2(d[0], d[1])
+    measured = fix.frame.azimuth_in_frame_rad(obs.tower_lat_deg, obs.tower_lon_deg, obs.bearing_deg)
+    residual = (measured - predicted + math.pi) % (2.0 * math.pi) - math.pi
+    jac = np.array([d[1], -d[0]]) / r2
+    variance = math.radians(obs.bearing_sigma_deg) ** 2 + float(jac @ np.array(fix.covariance_m2) @ jac)
+    return residual**2 / variance <= chi2_quantile_99(1)
+
+
+def fixes_agree(a: Fix, b: Fix) -> bool:
+    """Can two groups' fixes be one point (2-dof χ² on the sum of their covariances)?"""
+    other = np.asarray(a.frame.to_local(b.lat_deg, b.lon_deg)).reshape(2)
+    d = other - np.asarray(a.local_m)
+    cov = np.array(a.covariance_m2) + np.array(b.covariance_m2)
+    return float(d @ np.linalg.solve(cov, d)) <= chi2_quantile_99(2)
+
+
 def _candidate_pairs(
     observations: Sequence[Observation], settings: AssociationSettings
 ) -> list[tuple[int, int]]:
-    """Pairs whose ray boxes overlap in a county-wide frame (a cheap, generous prefilter)."""
+    """Pairs whose rays cross inside both (generously widened) intervals, in one county frame.
+
+    All pairs at once with numpy: a tangent plane over a whole province bends distances by
+    metres, far below the margins here; survivors are checked exactly in their own frame.
+    """
     n = len(observations)
     if n < 2:
         return []
     frame = LocalFrame.around(observations)
-    origins = frame.to_local(
-        np.array([o.tower_lat_deg for o in observations]),
-        np.array([o.tower_lon_deg for o in observations]),
-    ).reshape(n, 2)
-    far = np.array(
-        [o.range_interval_m(settings.default_max_range_m)[1] * 1.2 + 2000.0 for o in observations]
-    )
-    az = np.radians([o.bearing_deg for o in observations])
-    ends = origins + far[:, None] * np.stack([np.sin(az), np.cos(az)], axis=1)
-    lo = np.minimum(origins, ends)
-    hi = np.maximum(origins, ends)
+    rays = rays_in(frame, observations)
+    origin = np.array([r.origin_m for r in rays]).reshape(n, 2)
+    direction = np.array([r.direction for r in rays]).reshape(n, 2)
+    intervals = np.array([o.range_interval_m(settings.default_max_range_m) for o in observations])
+    slack = 2.0 * RANGE_GATE_MARGIN_FRACTION * intervals[:, 1] + 1000.0
+    low, high = intervals[:, 0] - slack, intervals[:, 1] + slack
     times = np.array([o.time_s for o in observations])
-    pairs = []
-    for i in range(n):
-        overlap = np.all((lo[i + 1 :] <= hi[i]) & (hi[i + 1 :] >= lo[i]), axis=1)
-        close = np.abs(times[i + 1 :] - times[i]) <= settings.window_s
-        for k in np.nonzero(overlap & close)[0]:
-            pairs.append((i, i + 1 + int(k)))
-    return pairs
+    towers = np.array([o.tower_id for o in observations])
+    tests = np.array([o.test for o in observations])
+    i, j = np.triu_indices(n, k=1)
+    keep = (towers[i] != towers[j]) & (tests[i] == tests[j])
+    keep &= np.abs(times[i] - times[j]) <= settings.window_s
+    i, j = i[keep], j[keep]
+    da, db = direction[i], direction[j]
+    det = -da[:, 0] * db[:, 1] + da[:, 1] * db[:, 0]
+    rhs = origin[j] - origin[i]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_a = (-rhs[:, 0] * db[:, 1] + rhs[:, 1] * db[:, 0]) / det
+        t_b = (da[:, 0] * rhs[:, 1] - da[:, 1] * rhs[:, 0]) / det
+    ok = np.abs(det) > 1e-9
+    ok &= (t_a >= low[i]) & (t_a <= high[i]) & (t_b >= low[j]) & (t_b <= high[j])
+    ok &= (t_a > 0.0) & (t_b > 0.0)
+    return [(int(a), int(b)) for a, b in zip(i[ok], j[ok], strict=True)]
 
 
 def associate(
@@ -116,14 +151,33 @@ def associate(
     scored.sort()
     group_of = list(range(len(observations)))
     groups: dict[int, list[int]] = {i: [i] for i in range(len(observations))}
+    fixes: dict[int, Fix | None] = {}
     for _, i, j in scored:
         gi, gj = group_of[i], group_of[j]
         if gi == gj:
             continue
         merged = groups[gi] + groups[gj]
         members = [observations[k] for k in merged]
-        if len(merged) > 2 and not cluster_consistent(members, settings):
-            continue
+        if len(merged) > 2:
+            towers = [observations[k].tower_id for k in merged]
+            if len(set(towers)) != len(towers):
+                continue
+            for g in (gi, gj):
+                if g not in fixes and len(groups[g]) >= 2:
+                    fixes[g] = triangulate([observations[k] for k in groups[g]])
+            big, small = (gi, gj) if len(groups[gi]) >= len(groups[gj]) else (gj, gi)
+            fix_big, fix_small = fixes.get(big), fixes.get(small)
+            if fix_big is None:
+                continue
+            if len(groups[small]) == 1:
+                if not ray_agrees(fix_big, observations[groups[small][0]]):
+                    continue
+            elif fix_small is None or not fixes_agree(fix_big, fix_small):
+                continue
+            if not cluster_consistent(members, settings):
+                continue
+        fixes.pop(gi, None)
+        fixes.pop(gj, None)
         for k in groups[gj]:
             group_of[k] = gi
         groups[gi] = merged

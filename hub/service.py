@@ -103,6 +103,7 @@ class FusionWorker(threading.Thread):
         self.stopping = threading.Event()
         self.passes = 0
         self.errors = 0
+        self.last_pass_s = 0.0
 
     def poke(self) -> None:
         self.wake.set()
@@ -122,11 +123,16 @@ class FusionWorker(threading.Thread):
                 break
             if not self.wake.is_set():
                 continue
-            if self.debounce_s > 0:
-                self.stopping.wait(self.debounce_s)
+            # Wait at least as long as the last pass took: under a storm, passes coalesce
+            # many alarms and fusion takes at most about half of a core from ingest.
+            pause_s = max(self.debounce_s, self.last_pass_s)
+            if pause_s > 0:
+                self.stopping.wait(pause_s)
             self.wake.clear()
             try:
+                started = time.monotonic()
                 changed = self.run_pass()
+                self.last_pass_s = time.monotonic() - started
                 if changed:
                     log.info(
                         "fires_changed", fires=[(f.fire_id, f.version, f.state) for f in changed]
