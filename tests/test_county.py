@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -113,10 +114,30 @@ def _bearing_and_range_hold_the_truth(alarm: dict, fire_lat: float, fire_lon: fl
     assert alarm["range_min_m"] <= range_m <= alarm["range_max_m"], (tower["id"], range_m, alarm)
 
 
-def test_two_county_towers_confirm_the_same_fire(
+def _inside_ellipse(lat: float, lon: float, fire: dict, true_lat: float, true_lon: float) -> bool:
+    ellipse = fire["properties"]["uncertainty"]
+    distance, direction = distance_bearing(lat, lon, true_lat, true_lon)
+    theta = math.radians(direction - ellipse["orientation_deg"])
+    along, across = distance * math.cos(theta), distance * math.sin(theta)
+    return (along / ellipse["semi_major_m"]) ** 2 + (across / ellipse["semi_minor_m"]) ** 2 <= 1.0
+
+
+def _triangulated_fires(run: CountyRun, timeout_s: float) -> list[dict]:
+    """`/api/fires` once the hub has triangulated a fire (or what it shows at the deadline)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        fires = run.get_json("/api/fires")["features"]
+        done = any(f["properties"]["range_source"] == "triangulated" for f in fires)
+        if done or time.monotonic() > deadline:
+            return fires
+        time.sleep(0.5)
+
+
+def test_two_county_towers_confirm_the_same_fire_and_the_hub_triangulates_it(
     mqtt_broker: MosquittoBroker, tmp_path: Path
 ) -> None:
-    """`simulate county` and one `towerwatch run` per tower config, as separate processes."""
+    """`simulate county`, one `towerwatch run` per tower config and `towerwatch hub`, as
+    separate processes on one broker."""
     county = load_county(TWO_TOWERS)
     fire = county.fires[0].at
     assert fire.lat is not None and fire.lon is not None
@@ -125,6 +146,7 @@ def test_two_county_towers_confirm_the_same_fire(
     with MqttCollector(mqtt_broker.host, mqtt_broker.port) as hub:
         try:
             run.start_county()
+            run.start_hub()
             run.start_daemons()
             for tower_id in towers:
                 topic = f"towerwatch/{tower_id}/alarm"
@@ -134,6 +156,7 @@ def test_two_county_towers_confirm_the_same_fire(
                     )
                 except AssertionError as exc:
                     raise AssertionError(f"{tower_id}: no confirmed alarm\n{run.logs()}") from exc
+            fires = _triangulated_fires(run, timeout_s=60)
         finally:
             run.stop()
         confirmed = {
@@ -148,7 +171,11 @@ def test_two_county_towers_confirm_the_same_fire(
         assert alarm["tower"]["id"] == tower_id
         _bearing_and_range_hold_the_truth(alarm, fire.lat, fire.lon)
 
-
-def test_a_one_tower_scenario_given_as_a_county_is_refused_plainly() -> None:
-    with pytest.raises(ScenarioError, match="describes one tower.*simulate tower"):
-        load_county(ROOT / "benchmarks" / "scenarios" / "mission-2m-10km.yaml")
+    assert len(fires) == 1, fires
+    (fused,) = fires
+    assert fused["properties"]["range_source"] == "triangulated", fused
+    assert sorted(fused["properties"]["towers"]) == sorted(towers)
+    lon, lat = fused["geometry"]["coordinates"]
+    miss_m, _ = distance_bearing(lat, lon, fire.lat, fire.lon)
+    assert miss_m <= 50.0, (miss_m, fused["properties"]["uncertainty"])
+    assert _inside_ellipse(lat, lon, fused, fire.lat, fire.lon), (miss_m, fused)

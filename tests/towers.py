@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +151,8 @@ class CountyRun:
     speed: float = 2.0
     extra: Sequence[str] = ()  # KEY=VALUE for every daemon
     county: subprocess.Popen[bytes] | None = None
+    hub: subprocess.Popen[bytes] | None = None
+    http_port: int = field(default_factory=free_port)
     daemons: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -206,6 +209,24 @@ class CountyRun:
                 towerwatch(*args), cwd=ROOT, env=_env(), stdout=log, stderr=log
             )
 
+    def start_hub(self) -> None:
+        """`towerwatch hub --config config/county/hub.yaml` on this run's broker and a free port."""
+        log = (self.workdir / "hub.log").open("ab")
+        args = ["hub", "--config", str(ROOT / "config" / "county" / "hub.yaml")]
+        for pair in (
+            f"mqtt.port={self.mqtt_port}",
+            f"http.port={self.http_port}",
+            f"store.sqlite_path={self.workdir / 'hub.sqlite3'}",
+        ):
+            args += ["--set", pair]
+        self.hub = subprocess.Popen(towerwatch(*args), cwd=ROOT, env=_env(), stdout=log, stderr=log)
+        wait_port(self.http_port, 60.0, self.hub)
+
+    def get_json(self, path: str) -> Any:
+        """A GET on the hub's HTTP API."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=10) as r:
+            return json.loads(r.read())
+
     def logs(self) -> str:
         """Every process's log tail, for a failing assertion's message."""
         out = []
@@ -215,7 +236,7 @@ class CountyRun:
 
     def stop(self) -> None:
         """Daemons first (a daemon losing its devices would log a fault), then the county."""
-        for group in (list(self.daemons.values()), [self.county]):
+        for group in (list(self.daemons.values()), [self.hub, self.county]):
             for process in group:
                 if process is not None and process.poll() is None:
                     process.send_signal(signal.SIGTERM)
