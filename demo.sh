@@ -16,6 +16,7 @@ SCENARIO="${DEMO_SCENARIO:-$default_scenario}"
 SPEED="${DEMO_SPEED:-3}"                # tower clock speed
 TIMEOUT="${DEMO_TIMEOUT:-420}"          # wall seconds for the fire's whole story
 HUB="${DEMO_HUB:-auto}"                 # auto | 0: run the county hub when it is installed
+KEEP="${DEMO_KEEP:-0}"                  # 1: keep everything running afterwards (Ctrl-C ends it)
 OUT="${DEMO_OUT:-var/demo/$(date -u +%Y%m%dT%H%M%SZ)-$$}"
 
 need_apt=()
@@ -162,5 +163,10 @@ if [ "$code" -ne 0 ]; then
   exit 1
 fi
 say "done: readable lines above (also $OUT/watch.log), every message in $OUT/messages.log"
-[ -n "$MAP_URL" ] && say "the hub's map was at $MAP_URL (it stops with the demo)"
 say "each process's log: $(cd "$OUT" && echo ./*.log) in $OUT"
+if [ "$KEEP" = 1 ]; then
+  say "still running${MAP_URL:+: the map is at $MAP_URL}; Ctrl-C stops it"
+  while true; do check_up; sleep 1; done
+fi
+[ -n "$MAP_URL" ] && say "the hub's map was at $MAP_URL (DEMO_KEEP=1 keeps it running)"
+exit 0

@@ -23,7 +23,7 @@ ALARM = {
 FIRE = {
     "schema": "towerwatch.fire/1",
     "fire_id": "f-3",
-    "state": "confirmed",
+    "state": "active",
     "towers": ["tw-01", "tw-02"],
     "position": {"lat": 41.15952, "lon": 122.03936},
     "uncertainty": {"semi_major_m": 18.4, "semi_minor_m": 9.0, "orientation_deg": 10.0},

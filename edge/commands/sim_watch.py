@@ -56,7 +56,11 @@ def alarm_line(alarm: dict[str, Any], snapshot_bytes: int | None = None) -> str:
 def fire_line(fire: dict[str, Any], snapshot_bytes: int | None = None) -> str:
     """``FIRE f-3 · confirmed by tw-02, tw-05 · 41.1234 N 121.9876 E ± 18 m · 2.0 m² growing``."""
     towers = ", ".join(fire.get("towers") or [])
-    parts = [f"FIRE {fire['fire_id']}", f"{fire['state']} by {towers}"]
+    said = {"active": "confirmed by", "cleared": "cleared, last seen by"}
+    parts = [
+        f"FIRE {fire['fire_id']}",
+        f"{said.get(fire['state'], fire['state'] + ' by')} {towers}",
+    ]
     position, ellipse = fire.get("position"), fire.get("uncertainty")
     if position:
         where = f"{_ns(position['lat'])} {_ew(position['lon'])}"
@@ -66,6 +70,8 @@ def fire_line(fire: dict[str, Any], snapshot_bytes: int | None = None) -> str:
     else:
         parts.append("bearing only")
     parts.append(str(fire.get("range_source")))
+    if fire.get("test"):
+        parts.append("TEST")
     size = _size(fire.get("size")) if fire["state"] != "cleared" else "out"
     if size:
         parts.append(size)
