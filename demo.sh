@@ -13,7 +13,7 @@ case "$DEMO" in
   *) echo "demo: DEMO=$DEMO: use county or tower" >&2; exit 2 ;;
 esac
 SCENARIO="${DEMO_SCENARIO:-$default_scenario}"
-SPEED="${DEMO_SPEED:-3}"                # tower clock speed
+SPEED="${DEMO_SPEED:-2}"                # tower clock speed
 TIMEOUT="${DEMO_TIMEOUT:-420}"          # wall seconds for the fire's whole story
 HUB="${DEMO_HUB:-auto}"                 # auto | 0: run the county hub when it is installed
 KEEP="${DEMO_KEEP:-0}"                  # 1: keep everything running afterwards (Ctrl-C ends it)
