@@ -122,6 +122,7 @@ fi
 # fire (and, with the hub and several towers, the hub has triangulated and cleared it).
 until_args=(--until-cleared "$(IFS=,; echo "${TOWERS[*]}")" --timeout "$TIMEOUT")
 [ "$WITH_HUB" = 1 ] && [ "${#TOWERS[@]}" -gt 1 ] && until_args+=(--hub)
+: >"$OUT/watch.log"                     # exists before tail looks for it
 "${TW[@]}" simulate watch --mqtt-port "$MQTT_PORT" --raw "$OUT/messages.log" "${until_args[@]}" \
   >"$OUT/watch.log" 2>&1 &
 WATCH=$!

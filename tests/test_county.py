@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from edge.geodesy import distance_bearing
 from simulators.county import CountyScenario, load_county, parse_county
 from simulators.scenario import ScenarioError, Tower
 from tests.conftest import MosquittoBroker, MqttCollector
-from tests.towers import ROOT, CountyRun
+from tests.towers import ROOT, CountyRun, towerwatch
 
 TWO_TOWERS = ROOT / "benchmarks" / "scenarios" / "county-2towers.yaml"
 SIXTEEN_TOWERS = ROOT / "benchmarks" / "scenarios" / "county-16towers.yaml"
@@ -179,3 +181,37 @@ def test_two_county_towers_confirm_the_same_fire_and_the_hub_triangulates_it(
     miss_m, _ = distance_bearing(lat, lon, fire.lat, fire.lon)
     assert miss_m <= 50.0, (miss_m, fused["properties"]["uncertainty"])
     assert _inside_ellipse(lat, lon, fused, fire.lat, fire.lon), (miss_m, fused)
+
+
+def test_simulate_county_places_each_tower_where_asked(tmp_path: Path) -> None:
+    """Free ports, ptys under --run-dir, per-tower --set passed on to that tower's daemon."""
+    run = CountyRun(
+        tmp_path, TWO_TOWERS, mqtt_port=1, county_args=("--set", "tw-02:patrol.dwell_s=3")
+    )
+    try:
+        run.start_county()
+        ports = set()
+        for tower_id, where in run.endpoints.items():
+            sets = dict(s.split("=", 1) for s in where["daemon_sets"])
+            assert sets["lidar.port"] == str(tmp_path / "run" / tower_id / "lidar")
+            assert Path(sets["lidar.port"]).is_symlink()
+            assert sets["storage.state_dir"] == str(tmp_path / "run" / tower_id / "state")
+            for key in ("thermal.port", "ptz.port"):
+                with socket.create_connection(("127.0.0.1", int(sets[key])), timeout=5):
+                    ports.add(int(sets[key]))
+            assert ("patrol.dwell_s" in sets) == (tower_id == "tw-02")
+        assert len(ports) == 4
+    finally:
+        run.stop()
+    assert not run.endpoints_file.exists()  # no stale file pointing at dead ports
+
+
+def test_a_set_for_an_unknown_tower_is_named(tmp_path: Path) -> None:
+    done = subprocess.run(
+        towerwatch("simulate", "county", "--scenario", str(TWO_TOWERS),
+                   "--set", "tw-09:patrol.dwell_s=3"),
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--set tw-09:patrol.dwell_s=3: no tower 'tw-09'" in done.stderr
+    assert "Traceback" not in done.stderr

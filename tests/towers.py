@@ -150,6 +150,7 @@ class CountyRun:
     mqtt_port: int
     speed: float = 2.0
     extra: Sequence[str] = ()  # KEY=VALUE for every daemon
+    county_args: Sequence[str] = ()  # more options for `simulate county`
     county: subprocess.Popen[bytes] | None = None
     hub: subprocess.Popen[bytes] | None = None
     http_port: int = field(default_factory=free_port)
@@ -178,6 +179,7 @@ class CountyRun:
                 str(self.endpoints_file),
                 "--log-level",
                 "warning",
+                *self.county_args,
             ),  # fmt: skip
             cwd=ROOT,
             env=_env(),

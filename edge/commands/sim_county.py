@@ -144,7 +144,7 @@ def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)  # fmt: skip
 @click.option("--endpoints-file", type=click.Path(dir_okay=False), default=None,
-              help="Write every tower's devices and its daemon's --set overrides (JSON) here.")  # fmt: skip
+              help="Write every tower's devices and its daemon's --set overrides (JSON) here; removed on exit.")  # fmt: skip
 def county(
     scenario_path: str,
     speed: float,
@@ -221,6 +221,8 @@ def county(
     finally:
         for sim in started:
             sim.stop()
+        if endpoints_file:  # a stale file would point the next reader at dead ports
+            Path(endpoints_file).unlink(missing_ok=True)
 
 
 def _on_free_ports(spec: TowerSpec) -> TowerSpec:
