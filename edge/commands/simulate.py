@@ -17,7 +17,7 @@ from simulators.world import SimWorld
 
 @click.group("simulate")
 def group() -> None:
-    """Simulated world and tower."""
+    """Simulated world: one tower, a county of towers, a rendered view; what the broker carries."""
 
 
 def _parse_time(text: str) -> float:
