@@ -90,7 +90,9 @@ def ray_agrees(fix: Fix, obs: Observation) -> bool:
     measured = fix.frame.azimuth_in_frame_rad(obs.tower_lat_deg, obs.tower_lon_deg, obs.bearing_deg)
     residual = (measured - predicted + math.pi) % (2.0 * math.pi) - math.pi
     jac = np.array([d[1], -d[0]]) / r2
-    variance = math.radians(obs.bearing_sigma_deg) ** 2 + float(jac @ np.array(fix.covariance_m2) @ jac)
+    variance = math.radians(obs.bearing_sigma_deg) ** 2 + float(
+        jac @ np.array(fix.covariance_m2) @ jac
+    )
     return residual**2 / variance <= chi2_quantile_99(1)
 
 

@@ -41,6 +41,9 @@ class TopicFilters:
             self._share(f"{self.prefix}/+/status"),
             self._share(f"{self.prefix}/+/alarm"),
             self._share(f"{self.prefix}/+/alarm/+/snapshot"),
+            # Retained latest message per open alarm: a hub with a clean session or an
+            # empty store still learns every open fire (docs/mqtt.md).
+            self._share(f"{self.prefix}/+/alarm/+/state"),
         ]
 
     def fire_topic(self, fire_id: str) -> str:
@@ -100,6 +103,10 @@ class Ingest:
             return self._alarm(tower_id, payload)
         if len(levels) == 4 and levels[1] == "alarm" and levels[3] == "snapshot":
             return self._snapshot(tower_id, levels[2], payload)
+        if len(levels) == 4 and levels[1] == "alarm" and levels[3] == "state":
+            if not payload:
+                return self._count("ignored")  # a tower deleting a retained state
+            return self._alarm(tower_id, payload, topic_alarm_id=levels[2])
         return self._count("ignored")
 
     def _status(self, tower_id: str, payload: bytes) -> str:
@@ -116,7 +123,7 @@ class Ingest:
         self.store.record_status(tower_id, status.to_dict(), status.state, self.clock())
         return self._count("status")
 
-    def _alarm(self, tower_id: str, payload: bytes) -> str:
+    def _alarm(self, tower_id: str, payload: bytes, topic_alarm_id: str | None = None) -> str:
         if len(payload) > self.max_json_bytes:
             return self._refuse(tower_id, f"alarm: {len(payload)} bytes > {self.max_json_bytes}")
         try:
@@ -126,6 +133,10 @@ class Ingest:
         if alarm.tower.id != tower_id:
             return self._refuse(
                 tower_id, f"alarm: tower.id {alarm.tower.id!r} ≠ topic {tower_id!r}"
+            )
+        if topic_alarm_id is not None and alarm.alarm_id != topic_alarm_id:
+            return self._refuse(
+                tower_id, f"alarm state: alarm_id {alarm.alarm_id!r} ≠ topic {topic_alarm_id!r}"
             )
         if not self.store.record_alarm(alarm, alarm.to_json(), self.clock()):
             return self._count("duplicate")
