@@ -58,7 +58,11 @@ def _describe(err: ValidationError) -> str:
 
 
 class Ingest:
-    """Routes one message by topic; ``on_alarm`` is told when fusion has something new."""
+    """Routes one message by topic; ``flush()`` tells ``on_alarm`` when fusion has something new.
+
+    The caller flushes after the store has committed what ``handle`` wrote (a batch of
+    messages shares one transaction), so fusion never runs ahead of the commit.
+    """
 
     def __init__(
         self,
@@ -77,6 +81,7 @@ class Ingest:
         self.clock = clock
         self.outcomes: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._new_alarms = False
 
     def _count(self, outcome: str) -> str:
         with self._lock:
@@ -86,6 +91,12 @@ class Ingest:
     def _refuse(self, tower_id: str, reason: str) -> str:
         self.store.record_malformed(tower_id, reason)
         return self._count("malformed")
+
+    def flush(self) -> None:
+        """Call after the store committed: wakes fusion when new alarms were stored."""
+        if self._new_alarms:
+            self._new_alarms = False
+            self.on_alarm()
 
     def handle(self, topic: str, payload: bytes) -> str:
         """Store one message; returns what it was (alarm, duplicate, status, snapshot, malformed, ignored)."""
@@ -140,7 +151,7 @@ class Ingest:
             )
         if not self.store.record_alarm(alarm, alarm.to_json(), self.clock()):
             return self._count("duplicate")
-        self.on_alarm()
+        self._new_alarms = True
         return self._count("alarm")
 
     def _snapshot(self, tower_id: str, alarm_id: str, payload: bytes) -> str:
