@@ -8,6 +8,7 @@ nothing a tower sends can raise out of `handle`.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import Counter
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from edge.messages import AlarmMessage, StatusMessage
+from edge.messages import AlarmMessage, StatusMessage, parse_iso_z
 from edge.topics import check_level
 from hub.store import Store
 
@@ -72,7 +73,11 @@ class Ingest:
         max_snapshot_bytes: int,
         on_alarm: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        max_clock_ahead_s: float = 300.0,
+        max_tower_shift_m: float = 2000.0,
     ) -> None:
+        self.max_clock_ahead_s = max_clock_ahead_s
+        self.max_tower_shift_m = max_tower_shift_m
         self.store = store
         self.prefix = prefix.rstrip("/")
         self.max_json_bytes = max_json_bytes
@@ -149,10 +154,25 @@ class Ingest:
             return self._refuse(
                 tower_id, f"alarm state: alarm_id {alarm.alarm_id!r} ≠ topic {topic_alarm_id!r}"
             )
+        absurd = self._absurd(tower_id, alarm)
+        if absurd is not None:
+            return self._refuse(tower_id, f"alarm {alarm.alarm_id}: {absurd}")
         if not self.store.record_alarm(alarm, alarm.to_json(), self.clock()):
             return self._count("duplicate")
         self._new_alarms = True
         return self._count("alarm")
+
+    def _absurd(self, tower_id: str, alarm: AlarmMessage) -> str | None:
+        """A valid payload that still cannot be true: flagged and kept out of fusion."""
+        ahead_s = parse_iso_z(alarm.sent_at) - self.clock()
+        if ahead_s > self.max_clock_ahead_s:
+            return f"sent_at is {ahead_s:.0f} s ahead of the hub's clock"
+        known = self.store.tower_position(tower_id)
+        if known is not None:
+            shift_m = _distance_m(known[0], known[1], alarm.tower.lat, alarm.tower.lon)
+            if shift_m > self.max_tower_shift_m:
+                return f"tower position is {shift_m / 1000:.1f} km from the one its status reports"
+        return None
 
     def _snapshot(self, tower_id: str, alarm_id: str, payload: bytes) -> str:
         try:
@@ -170,3 +190,11 @@ class Ingest:
             return self._refuse(tower_id, f"snapshot: alarm {alarm_id} belongs to {known.tower.id}")
         self.store.record_snapshot(alarm_id, tower_id, payload, self.clock())
         return self._count("snapshot")
+
+
+def _distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance; plenty for telling a moved tower from a forged one."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2.0 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(h)))

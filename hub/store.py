@@ -172,6 +172,15 @@ class Store(ABC):
                 (tower_id, reason[:500]),
             )
 
+    def tower_position(self, tower_id: str) -> tuple[float, float] | None:
+        """(lat, lon) from the tower's last status, when it reported one."""
+        with self._transaction() as cur:
+            row = self._exec(
+                cur, "SELECT status FROM towers WHERE tower_id = ?", (tower_id,)
+            ).fetchone()
+        position = json.loads(row[0]).get("position") if row and row[0] else None
+        return None if not position else (float(position["lat"]), float(position["lon"]))
+
     def towers(self) -> list[TowerRow]:
         with self._transaction() as cur:
             rows = self._exec(
