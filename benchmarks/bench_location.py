@@ -134,10 +134,17 @@ def main() -> int:
         f"{'median error':>13} {'p95 error':>10} {'refused':>8}"
     )
     for name, r in rows.items():
-        extra = f"   wedge {r['wedge_area_km2']:.2f} km², no point" if "wedge_area_km2" in r else ""
+        if "wedge_area_km2" in r:
+            low, high = SINGLE_RANGE_INTERVAL_M
+            print(
+                f"{name:<16} {r['inside_pct']:>17.1f}% {'-':>18} {'-':>13} {'-':>10} {'-':>8}"
+                f"   no point: wedge ±{Z_95 * args.sigma_deg:.2f}° × {low / 1000:.0f}-"
+                f"{high / 1000:.0f} km = {r['wedge_area_km2']:.2f} km²"
+            )
+            continue
         print(
             f"{name:<16} {r['inside_pct']:>17.1f}% {r['median_semi_major_m']:>16.1f} m "
-            f"{r['median_error_m']:>11.1f} m {r['p95_error_m']:>8.1f} m {r['refused']:>8.0f}{extra}"
+            f"{r['median_error_m']:>11.1f} m {r['p95_error_m']:>8.1f} m {r['refused']:>8.0f}"
         )
     two = rows["2 towers"]
     ok = abs(two["inside_pct"] - 95.0) <= 3.0 and two["median_semi_major_m"] <= 30.0

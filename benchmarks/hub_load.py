@@ -75,6 +75,7 @@ class Tower:
     alarm_id: str
     in_alarm: bool
     seq: int = 0
+    first_seen_s: float = 0.0
 
 
 @dataclass
@@ -247,6 +248,8 @@ def publisher(
                 if t.in_alarm and now >= next_alarm[t.tower_id]:
                     t.seq += 1
                     sent_at = time.time()
+                    if t.seq == 1:
+                        t.first_seen_s = sent_at - 60.0
                     payload = json.dumps(
                         alarm_payload(
                             alarm_id=t.alarm_id,
@@ -259,7 +262,7 @@ def publisher(
                             state="confirmed" if t.seq == 1 else "updated",
                             bearing_noise_deg=rng.gauss(0.0, 0.05),
                             sent_at_s=sent_at,
-                            first_seen_s=sent_at - 60.0 if t.seq == 1 else None,
+                            first_seen_s=t.first_seen_s,
                         )
                     )
                     infos.append(client.publish(f"{PREFIX}/{t.tower_id}/alarm", payload, qos=1))

@@ -45,6 +45,8 @@ def run_hub(config: HubConfig) -> int:
         config.limits.max_json_bytes,
         config.limits.max_snapshot_bytes,
         on_alarm=poke,
+        max_clock_ahead_s=config.limits.max_clock_ahead_s,
+        max_tower_shift_m=config.limits.max_tower_shift_m,
     )
     mqtt = HubMqtt(config, ingest)
     worker = FusionWorker(store, fuser, mqtt.publish_fire, config.fusion.debounce_s)

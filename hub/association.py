@@ -52,12 +52,18 @@ def pair_gate(a: Observation, b: Observation, settings: AssociationSettings) -> 
         return None
     if not (_within(cross[0], a, settings) and _within(cross[1], b, settings)):
         return None
-    chi2 = 0.0
+    # Where each tower itself put the fire along its ray (even a loose flat-earth range)
+    # ranks a true crossing above a ghost crossing of two other fires' rays.
+    chi2 = sum(
+        ((t - o.range_m) / o.range_sigma_m) ** 2
+        for t, o in ((cross[0], a), (cross[1], b))
+        if o.range_m is not None and math.isfinite(o.range_sigma_m)
+    )
     if a.constrains_range or b.constrains_range:
         fix = triangulate([a, b])
         if fix is None or fix.chi2 > chi2_quantile_99(fix.dof):
             return None
-        chi2 = fix.chi2
+        chi2 += fix.chi2
     return chi2 + dt_s / settings.window_s
 
 
@@ -69,8 +75,8 @@ def cluster_consistent(members: Sequence[Observation], settings: AssociationSett
         return False
     frame = fix.frame
     for m in members:
-        tower = frame.to_local(m.tower_lat_deg, m.tower_lon_deg)
-        distance = float(np.hypot(fix.local_m[0] - tower[0], fix.local_m[1] - tower[1]))
+        tower = frame.local_of(m.tower_lat_deg, m.tower_lon_deg)
+        distance = math.hypot(fix.local_m[0] - tower[0], fix.local_m[1] - tower[1])
         if not _within(distance, m, settings):
             return False
     return True
@@ -81,7 +87,7 @@ def ray_agrees(fix: Fix, obs: Observation) -> bool:
 
     A cheap 1-dof χ² test, so a ghost crossing is turned away before a full re-fit.
     """
-    tower = np.asarray(fix.frame.to_local(obs.tower_lat_deg, obs.tower_lon_deg)).reshape(2)
+    tower = np.array(fix.frame.local_of(obs.tower_lat_deg, obs.tower_lon_deg))
     d = np.asarray(fix.local_m) - tower
     r2 = float(d @ d)
     if r2 <= 0.0:
@@ -90,13 +96,15 @@ def ray_agrees(fix: Fix, obs: Observation) -> bool:
     measured = fix.frame.azimuth_in_frame_rad(obs.tower_lat_deg, obs.tower_lon_deg, obs.bearing_deg)
     residual = (measured - predicted + math.pi) % (2.0 * math.pi) - math.pi
     jac = np.array([d[1], -d[0]]) / r2
-    variance = math.radians(obs.bearing_sigma_deg) ** 2 + float(jac @ np.array(fix.covariance_m2) @ jac)
+    variance = math.radians(obs.bearing_sigma_deg) ** 2 + float(
+        jac @ np.array(fix.covariance_m2) @ jac
+    )
     return residual**2 / variance <= chi2_quantile_99(1)
 
 
 def fixes_agree(a: Fix, b: Fix) -> bool:
     """Can two groups' fixes be one point (2-dof χ² on the sum of their covariances)?"""
-    other = np.asarray(a.frame.to_local(b.lat_deg, b.lon_deg)).reshape(2)
+    other = np.array(a.frame.local_of(b.lat_deg, b.lon_deg))
     d = other - np.asarray(a.local_m)
     cov = np.array(a.covariance_m2) + np.array(b.covariance_m2)
     return float(d @ np.linalg.solve(cov, d)) <= chi2_quantile_99(2)

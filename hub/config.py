@@ -96,6 +96,15 @@ class LimitSettings(StrictSettings):
     max_snapshot_bytes: int = Field(
         4 * 2**20, ge=1024, le=64 * 2**20, description="larger snapshots are refused"
     )
+    max_clock_ahead_s: float = Field(
+        300.0, ge=0.0, le=86400.0, description="alarms sent further in the future are refused"
+    )
+    max_tower_shift_m: float = Field(
+        2000.0,
+        gt=0.0,
+        le=1e6,
+        description="alarms placing their tower further from its reported position are refused",
+    )
 
 
 class HubConfig(StrictSettings):

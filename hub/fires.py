@@ -203,6 +203,40 @@ class Fuser:
         groups = associate(observations, self.settings.association)
         return [self._fire([by_key[o.key] for o in group]) for group in groups]
 
+    @staticmethod
+    def _keep_ids(
+        current: list[FireMessage], previous: Mapping[str, FireMessage]
+    ) -> list[FireMessage]:
+        """A fire keeps the id it had while any of its alarms was in it.
+
+        Without this, a fire whose earliest alarm clears would be renamed after the next
+        one; the officer's acknowledgement and the CAP references follow the id.
+        """
+        was_in = {
+            a.alarm_id: f.fire_id
+            for f in previous.values()
+            if f.state == "active"
+            for a in f.alarms
+        }
+        taken: set[str] = set()
+        out = []
+        for fire in current:
+            if fire.fire_id in previous and previous[fire.fire_id].state == "active":
+                taken.add(fire.fire_id)
+        for fire in current:
+            if fire.fire_id in taken:
+                out.append(fire)
+                continue
+            claims = sorted(
+                {was_in[a.alarm_id] for a in fire.alarms if a.alarm_id in was_in} - taken,
+                key=lambda fid: (parse_iso_z(previous[fid].first_seen), fid),
+            )
+            if claims:
+                taken.add(claims[0])
+                fire = fire.model_copy(update={"fire_id": claims[0]})
+            out.append(fire)
+        return out
+
     def reconcile(
         self,
         open_alarms: Sequence[AlarmMessage],
@@ -211,7 +245,7 @@ class Fuser:
     ) -> list[FireMessage]:
         """Fires to store and publish: new or changed ones, and active ones now gone (cleared)."""
         changes: list[FireMessage] = []
-        current = self.fires(open_alarms)
+        current = self._keep_ids(self.fires(open_alarms), previous)
         current_ids = {f.fire_id for f in current}
         member_of = {a.alarm_id: f.fire_id for f in current for a in f.alarms}
         for fire in current:

@@ -15,7 +15,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from edge.geodesy import _enu_basis, destination, enu_to_geodetic, geodetic_to_enu
+from edge.geodesy import (
+    WGS84_A_M,
+    WGS84_B_M,
+    WGS84_E2,
+    WGS84_EP2,
+    WGS84_F,
+    _enu_basis,
+    destination,
+    enu_to_geodetic,
+    geodetic_to_enu,
+)
 
 # χ² with 2 degrees of freedom: P(inside) = 0.95 ⇒ the 95 % ellipse scales 1σ by √5.991.
 CHI2_2DOF_95: float = 5.991464547107979
@@ -96,6 +106,32 @@ class Observation:
         return low, high
 
 
+def _ecef(lat_deg: float, lon_deg: float) -> tuple[float, float, float]:
+    lat, lon = math.radians(lat_deg), math.radians(lon_deg)
+    sin_lat = math.sin(lat)
+    n = WGS84_A_M / math.sqrt(1.0 - WGS84_E2 * sin_lat * sin_lat)
+    return (
+        n * math.cos(lat) * math.cos(lon),
+        n * math.cos(lat) * math.sin(lon),
+        n * (1.0 - WGS84_E2) * sin_lat,
+    )
+
+
+def _geodetic(x: float, y: float, z: float) -> tuple[float, float]:
+    """(lat, lon) of an ECEF point (Bowring, as edge.geodesy.ecef_to_geodetic; height dropped)."""
+    lon = math.atan2(y, x)
+    p = math.hypot(x, y)
+    beta = math.atan2(z, (1.0 - WGS84_F) * p)
+    lat = beta
+    for _ in range(3):
+        lat = math.atan2(
+            z + WGS84_EP2 * WGS84_B_M * math.sin(beta) ** 3,
+            p - WGS84_E2 * WGS84_A_M * math.cos(beta) ** 3,
+        )
+        beta = math.atan2((1.0 - WGS84_F) * math.sin(lat), math.cos(lat))
+    return math.degrees(lat), math.degrees(lon)
+
+
 class LocalFrame:
     """East/north metres on the tangent plane at an origin (ENU through ECEF)."""
 
@@ -103,6 +139,26 @@ class LocalFrame:
         self.lat0_deg = lat0_deg
         self.lon0_deg = lon0_deg
         self._basis = _enu_basis(lat0_deg, lon0_deg)
+        self._rows = tuple(tuple(float(v) for v in row) for row in self._basis)
+        self._origin = _ecef(lat0_deg, lon0_deg)
+
+    # Scalar versions of the same transforms in plain floats: a county pass converts
+    # thousands of single points, where numpy's per-call overhead dominates.
+    def local_of(self, lat_deg: float, lon_deg: float) -> tuple[float, float]:
+        x, y, z = _ecef(lat_deg, lon_deg)
+        dx, dy, dz = x - self._origin[0], y - self._origin[1], z - self._origin[2]
+        east, north = self._rows[0], self._rows[1]
+        return (
+            east[0] * dx + east[1] * dy + east[2] * dz,
+            north[0] * dx + north[1] * dy + north[2] * dz,
+        )
+
+    def geodetic_of(self, e_m: float, n_m: float) -> tuple[float, float]:
+        east, north = self._rows[0], self._rows[1]
+        x = self._origin[0] + e_m * east[0] + n_m * north[0]
+        y = self._origin[1] + e_m * east[1] + n_m * north[1]
+        z = self._origin[2] + e_m * east[2] + n_m * north[2]
+        return _geodetic(x, y, z)
 
     @classmethod
     def around(cls, observations: Sequence[Observation]) -> LocalFrame:
@@ -149,17 +205,13 @@ class Ray:
 
 
 def rays_in(frame: LocalFrame, observations: Sequence[Observation]) -> list[Ray]:
-    origins = frame.to_local(
-        np.array([o.tower_lat_deg for o in observations]),
-        np.array([o.tower_lon_deg for o in observations]),
-    ).reshape(len(observations), 2)
     return [
         Ray(
-            origins[k],
+            np.array(frame.local_of(o.tower_lat_deg, o.tower_lon_deg)),
             frame.azimuth_in_frame_rad(o.tower_lat_deg, o.tower_lon_deg, o.bearing_deg),
             math.radians(o.bearing_sigma_deg),
         )
-        for k, o in enumerate(observations)
+        for o in observations
     ]
 
 
@@ -296,16 +348,16 @@ def triangulate(observations: Sequence[Observation], iterations: int = 8) -> Fix
             return None
     normal = np.array([[a11, a12], [a12, a22]])
     cov: npt.NDArray[np.float64] = np.asarray(np.linalg.inv(normal), dtype=np.float64)
-    lat, lon = frame.to_geodetic(x[0], x[1])
-    ellipse = ellipse_from_covariance(cov, frame, float(lat), float(lon))
+    lat, lon = frame.geodetic_of(e, n)
+    ellipse = ellipse_from_covariance(cov, frame, lat, lon)
     angles = [
         math.degrees(abs(_wrap_pi(math.atan2(*(x - a.origin_m)) - math.atan2(*(x - b.origin_m)))))
         for i, a in enumerate(rays)
         for b in rays[i + 1 :]
     ]
     return Fix(
-        lat_deg=float(lat),
-        lon_deg=float(lon),
+        lat_deg=lat,
+        lon_deg=lon,
         ellipse=ellipse,
         chi2=chi2,
         dof=rows - 2,
@@ -335,8 +387,8 @@ def ellipse_from_covariance(
 
 def inside_ellipse(fix: Fix, lat_deg: float, lon_deg: float) -> bool:
     """True when (lat, lon) lies inside the fix's 95 % ellipse (Mahalanobis test)."""
-    point = fix.frame.to_local(lat_deg, lon_deg)
-    d = np.asarray(point) - np.asarray(fix.local_m)
+    point = fix.frame.local_of(lat_deg, lon_deg)
+    d = np.array(point) - np.array(fix.local_m)
     cov = np.array(fix.covariance_m2)
     return float(d @ np.linalg.solve(cov, d)) <= CHI2_2DOF_95
 

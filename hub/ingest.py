@@ -8,6 +8,7 @@ nothing a tower sends can raise out of `handle`.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import Counter
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from edge.messages import AlarmMessage, StatusMessage
+from edge.messages import AlarmMessage, StatusMessage, parse_iso_z
 from edge.topics import check_level
 from hub.store import Store
 
@@ -41,6 +42,9 @@ class TopicFilters:
             self._share(f"{self.prefix}/+/status"),
             self._share(f"{self.prefix}/+/alarm"),
             self._share(f"{self.prefix}/+/alarm/+/snapshot"),
+            # Retained latest message per open alarm: a hub with a clean session or an
+            # empty store still learns every open fire (docs/mqtt.md).
+            self._share(f"{self.prefix}/+/alarm/+/state"),
         ]
 
     def fire_topic(self, fire_id: str) -> str:
@@ -55,7 +59,11 @@ def _describe(err: ValidationError) -> str:
 
 
 class Ingest:
-    """Routes one message by topic; ``on_alarm`` is told when fusion has something new."""
+    """Routes one message by topic; ``flush()`` tells ``on_alarm`` when fusion has something new.
+
+    The caller flushes after the store has committed what ``handle`` wrote (a batch of
+    messages shares one transaction), so fusion never runs ahead of the commit.
+    """
 
     def __init__(
         self,
@@ -65,7 +73,11 @@ class Ingest:
         max_snapshot_bytes: int,
         on_alarm: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        max_clock_ahead_s: float = 300.0,
+        max_tower_shift_m: float = 2000.0,
     ) -> None:
+        self.max_clock_ahead_s = max_clock_ahead_s
+        self.max_tower_shift_m = max_tower_shift_m
         self.store = store
         self.prefix = prefix.rstrip("/")
         self.max_json_bytes = max_json_bytes
@@ -74,6 +86,7 @@ class Ingest:
         self.clock = clock
         self.outcomes: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._new_alarms = False
 
     def _count(self, outcome: str) -> str:
         with self._lock:
@@ -83,6 +96,12 @@ class Ingest:
     def _refuse(self, tower_id: str, reason: str) -> str:
         self.store.record_malformed(tower_id, reason)
         return self._count("malformed")
+
+    def flush(self) -> None:
+        """Call after the store committed: wakes fusion when new alarms were stored."""
+        if self._new_alarms:
+            self._new_alarms = False
+            self.on_alarm()
 
     def handle(self, topic: str, payload: bytes) -> str:
         """Store one message; returns what it was (alarm, duplicate, status, snapshot, malformed, ignored)."""
@@ -100,6 +119,10 @@ class Ingest:
             return self._alarm(tower_id, payload)
         if len(levels) == 4 and levels[1] == "alarm" and levels[3] == "snapshot":
             return self._snapshot(tower_id, levels[2], payload)
+        if len(levels) == 4 and levels[1] == "alarm" and levels[3] == "state":
+            if not payload:
+                return self._count("ignored")  # a tower deleting a retained state
+            return self._alarm(tower_id, payload, topic_alarm_id=levels[2])
         return self._count("ignored")
 
     def _status(self, tower_id: str, payload: bytes) -> str:
@@ -116,7 +139,7 @@ class Ingest:
         self.store.record_status(tower_id, status.to_dict(), status.state, self.clock())
         return self._count("status")
 
-    def _alarm(self, tower_id: str, payload: bytes) -> str:
+    def _alarm(self, tower_id: str, payload: bytes, topic_alarm_id: str | None = None) -> str:
         if len(payload) > self.max_json_bytes:
             return self._refuse(tower_id, f"alarm: {len(payload)} bytes > {self.max_json_bytes}")
         try:
@@ -127,10 +150,29 @@ class Ingest:
             return self._refuse(
                 tower_id, f"alarm: tower.id {alarm.tower.id!r} ≠ topic {tower_id!r}"
             )
+        if topic_alarm_id is not None and alarm.alarm_id != topic_alarm_id:
+            return self._refuse(
+                tower_id, f"alarm state: alarm_id {alarm.alarm_id!r} ≠ topic {topic_alarm_id!r}"
+            )
+        absurd = self._absurd(tower_id, alarm)
+        if absurd is not None:
+            return self._refuse(tower_id, f"alarm {alarm.alarm_id}: {absurd}")
         if not self.store.record_alarm(alarm, alarm.to_json(), self.clock()):
             return self._count("duplicate")
-        self.on_alarm()
+        self._new_alarms = True
         return self._count("alarm")
+
+    def _absurd(self, tower_id: str, alarm: AlarmMessage) -> str | None:
+        """A valid payload that still cannot be true: flagged and kept out of fusion."""
+        ahead_s = parse_iso_z(alarm.sent_at) - self.clock()
+        if ahead_s > self.max_clock_ahead_s:
+            return f"sent_at is {ahead_s:.0f} s ahead of the hub's clock"
+        known = self.store.tower_position(tower_id)
+        if known is not None:
+            shift_m = _distance_m(known[0], known[1], alarm.tower.lat, alarm.tower.lon)
+            if shift_m > self.max_tower_shift_m:
+                return f"tower position is {shift_m / 1000:.1f} km from the one its status reports"
+        return None
 
     def _snapshot(self, tower_id: str, alarm_id: str, payload: bytes) -> str:
         try:
@@ -148,3 +190,11 @@ class Ingest:
             return self._refuse(tower_id, f"snapshot: alarm {alarm_id} belongs to {known.tower.id}")
         self.store.record_snapshot(alarm_id, tower_id, payload, self.clock())
         return self._count("snapshot")
+
+
+def _distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance; plenty for telling a moved tower from a forged one."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2.0 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(h)))

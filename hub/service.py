@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from typing import Any
@@ -21,8 +22,20 @@ from hub.store import Store
 log = structlog.get_logger("hub")
 
 
+# Messages handed over from paho's network thread to the writer; when the writer falls
+# behind, the network thread waits here and the broker keeps the rest (back-pressure).
+_INBOX_SIZE = 5000
+# At most this many messages share one store transaction.
+_BATCH_MAX = 200
+
+
 class HubMqtt:
-    """One persistent MQTT 5 session: subscribes the tower topics, publishes fused fires."""
+    """One persistent MQTT 5 session: subscribes the tower topics, publishes fused fires.
+
+    Received messages are acknowledged to the broker only after the store has committed
+    them (manual QoS 1 acks), and they are committed in batches: one commit per batch
+    instead of per message is what lets one instance keep up with a storm.
+    """
 
     def __init__(self, config: HubConfig, ingest: Ingest) -> None:
         self.settings = config.mqtt
@@ -30,10 +43,14 @@ class HubMqtt:
         self.ingest = ingest
         self.connected = threading.Event()
         self.handler_errors = 0
+        self.batches = 0
+        self._inbox: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue(_INBOX_SIZE)
+        self._writer = threading.Thread(target=self._write_loop, name="ingest", daemon=True)
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.settings.client_id,
             protocol=mqtt.MQTTv5,
+            manual_ack=True,
         )
         if self.settings.username is not None:
             self.client.username_pw_set(self.settings.username, self.settings.password)
@@ -60,15 +77,51 @@ class HubMqtt:
         log.warning("mqtt_disconnected", reason=str(reason))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        # The handler's outer boundary: a store error is logged and counted, the session lives.
-        # The broker's QoS 1 acknowledgement goes out only after this returns (stored).
+        self._inbox.put(message)
+
+    def _handle(self, message: mqtt.MQTTMessage) -> None:
+        self.ingest.handle(message.topic, bytes(message.payload))
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._inbox.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < _BATCH_MAX:
+                try:
+                    item = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._inbox.put(None)
+                    break
+                batch.append(item)
+            self._write(batch)
+
+    def _write(self, batch: list[mqtt.MQTTMessage]) -> None:
+        # The writer's outer boundary: a store error is logged and counted, and each message
+        # of the failed batch is tried alone so one bad message cannot sink the others.
         try:
-            self.ingest.handle(message.topic, bytes(message.payload))
+            with self.ingest.store.batch():
+                for message in batch:
+                    self._handle(message)
+            self.batches += 1
         except Exception:
-            self.handler_errors += 1
-            log.exception("message_failed", topic=message.topic)
+            log.exception("batch_failed", messages=len(batch))
+            for message in batch:
+                try:
+                    self._handle(message)
+                except Exception:
+                    self.handler_errors += 1
+                    log.exception("message_failed", topic=message.topic)
+        for message in batch:
+            if message.qos > 0:
+                self.client.ack(message.mid, message.qos)
+        self.ingest.flush()
 
     def start(self) -> None:
+        self._writer.start()
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.settings.session_expiry_s
         self.client.connect_async(
@@ -86,8 +139,11 @@ class HubMqtt:
         )
 
     def stop(self) -> None:
+        # Stop receiving first; what was received is written (and acknowledged) before we go.
         self.client.disconnect()
         self.client.loop_stop()
+        self._inbox.put(None)
+        self._writer.join(timeout=30)
 
 
 class FusionWorker(threading.Thread):

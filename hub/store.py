@@ -97,6 +97,7 @@ class Store(ABC):
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
+        self._batch_state = threading.local()
 
     # -- backend hooks
     @abstractmethod
@@ -117,6 +118,10 @@ class Store(ABC):
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Any]:
+        current = getattr(self._batch_state, "cursor", None)
+        if current is not None:
+            yield current  # inside batch(): the batch commits
+            return
         with self._guard():
             conn = self._connection()
             cur = conn.cursor()
@@ -128,6 +133,19 @@ class Store(ABC):
                 raise
             finally:
                 cur.close()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run every call of this thread inside one transaction (one commit for many messages).
+
+        On an error nothing of the batch is kept and the error propagates.
+        """
+        with self._transaction() as cur:
+            self._batch_state.cursor = cur
+            try:
+                yield
+            finally:
+                self._batch_state.cursor = None
 
     def _exec(self, cur: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
         cur.execute(self._sql(sql), params)
@@ -153,6 +171,15 @@ class Store(ABC):
                 "last_error = excluded.last_error",
                 (tower_id, reason[:500]),
             )
+
+    def tower_position(self, tower_id: str) -> tuple[float, float] | None:
+        """(lat, lon) from the tower's last status, when it reported one."""
+        with self._transaction() as cur:
+            row = self._exec(
+                cur, "SELECT status FROM towers WHERE tower_id = ?", (tower_id,)
+            ).fetchone()
+        position = json.loads(row[0]).get("position") if row and row[0] else None
+        return None if not position else (float(position["lat"]), float(position["lon"]))
 
     def towers(self) -> list[TowerRow]:
         with self._transaction() as cur:

@@ -260,3 +260,42 @@ def test_ellipse_scales_with_the_stated_bearing_sigma(sigma_deg: float) -> None:
     # 10 km × σ (rad) across each ray, ×√5.99 for 95 %, at a ~97° crossing.
     expected_m = 10_000.0 * math.radians(sigma_deg) * math.sqrt(5.991)
     assert 0.8 * expected_m < fix.ellipse.semi_major_m < 1.3 * expected_m
+
+
+def test_a_fire_keeps_its_id_when_its_first_alarm_clears() -> None:
+    a, b, fire = _two_towers()
+    fuser = Fuser(FusionSettings())
+
+    def alarm(alarm_id: str, tower: tuple[float, float], first_s: float) -> AlarmMessage:
+        return AlarmMessage.model_validate(
+            alarm_payload(
+                alarm_id=alarm_id,
+                seq=1,
+                tower_id=alarm_id[:2],
+                tower_lat=tower[0],
+                tower_lon=tower[1],
+                fire_lat=fire[0],
+                fire_lon=fire[1],
+                first_seen_s=first_s,
+                sent_at_s=first_s + 10.0,
+            )
+        )
+
+    early, late = alarm("T1-a", a, 1_800_000_000.0), alarm("T2-b", b, 1_800_000_100.0)
+    (both,) = fuser.reconcile([early, late], {}, 0.0)
+    (alone,) = fuser.reconcile([late], {both.fire_id: both}, 1.0)
+    assert alone.fire_id == both.fire_id and alone.state == "active"
+    assert alone.version == both.version + 1 and alone.towers == ("T2",)
+
+
+def test_scalar_frame_transforms_match_the_geodesy_module() -> None:
+    from hub.fusion import LocalFrame
+
+    frame = LocalFrame(41.1, 121.95)
+    for lat, lon in ((41.08, 121.9), (41.3, 122.2), (40.9, 121.6)):
+        e, n = frame.local_of(lat, lon)
+        reference = np.asarray(frame.to_local(lat, lon)).reshape(2)
+        assert abs(e - reference[0]) < 1e-6 and abs(n - reference[1]) < 1e-6
+        back = frame.geodetic_of(e, n)
+        ref_lat, ref_lon = frame.to_geodetic(e, n)
+        assert abs(back[0] - float(ref_lat)) < 1e-10 and abs(back[1] - float(ref_lon)) < 1e-10

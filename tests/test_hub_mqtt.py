@@ -133,3 +133,39 @@ def test_alarms_sent_while_the_hub_is_down_arrive_after_restart(
     hub.start()
     features = hub.wait_for(lambda: hub.get_json("/api/fires")["features"], "queued alarms fused")
     assert features[0]["properties"]["towers"] == ["T1", "T2"]
+
+
+def test_retained_alarm_state_reaches_a_hub_with_a_clean_session(
+    mqtt_broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    publish(
+        mqtt_broker.port,
+        [
+            ("towerwatch/T1/alarm/T1-fire1/state", _alarm("T1", TOWER_A, 3), True),
+            ("towerwatch/T2/alarm/T2-fire1/state", _alarm("T2", TOWER_B, 1), True),
+            # the topic's alarm id must be the payload's
+            ("towerwatch/T2/alarm/other/state", _alarm("T2", TOWER_B, 2), True),
+        ],
+    )
+    fresh = HubProcess(mqtt_broker.port, tmp_path / "fresh", "mqtt.client_id=fresh-hub").start()
+    try:
+        features = fresh.wait_for(
+            lambda: [
+                f
+                for f in fresh.get_json("/api/fires")["features"]
+                if f["properties"]["range_source"] == "triangulated"
+            ],
+            "the fire from retained alarm states",
+        )
+        assert features[0]["properties"]["towers"] == ["T1", "T2"]
+        (t2,) = fresh.wait_for(
+            lambda: [
+                f["properties"]
+                for f in fresh.get_json("/api/towers")["features"]
+                if f["id"] == "T2"
+            ],
+            "the mismatched state counted against T2",
+        )
+        assert t2["malformed"] == 1 and "topic" in t2["last_error"]
+    finally:
+        assert fresh.stop() == 0
