@@ -246,7 +246,8 @@ def main() -> None:
     args = parser.parse_args()
     mission_n = 10 if args.quick else args.mission_trials
     other_n = 2 if args.quick else args.trials
-    paths = sorted(SCENARIO_DIR.glob("*.yaml"))
+    # county-*.yaml are several towers' scenarios (`simulate county`), not one tower's
+    paths = sorted(p for p in SCENARIO_DIR.glob("*.yaml") if not p.stem.startswith("county-"))
     if args.only:
         paths = [p for p in paths if p.stem in set(args.only)]
     total = Tally()

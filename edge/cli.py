@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "record": ("edge.commands.record", "command"),
     "replay": ("edge.commands.replay", "command"),
     "linkbudget": ("edge.commands.linkbudget", "command"),
+    "hub": ("edge.commands.hub", "group"),
 }
 
 SUMMARIES: dict[str, str] = {

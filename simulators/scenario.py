@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 class ScenarioError(Exception):
     """A scenario file is missing or invalid; the message names the file, key and rule."""
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -302,7 +305,8 @@ def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
     return node.start_mark.line + 1 if node is not None else None
 
 
-def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
+def parse_model(text: str, source: str, model: type[ModelT]) -> ModelT:
+    """Validate YAML text as ``model``; every problem named by ``source:line: key: rule``."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -312,22 +316,36 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
             f"{source}: a scenario must be a mapping with at least 'name' and 'start_utc'"
         )
     try:
-        return Scenario.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             loc = tuple(err["loc"])
-            key = ".".join(str(p) for p in loc) or "(top level)"
-            line = _line_of(text, loc)
-            where = f"{source}:{line}" if line else source
-            problems.append(f"{where}: {key}: {err['msg']}")
+            problems.append(f"{where_in(text, source, loc)}: {_key(loc)}: {err['msg']}")
         raise ScenarioError("\n".join(problems)) from exc
 
 
-def load_scenario(path: str | Path) -> Scenario:
+def _key(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def where_in(text: str, source: str, loc: tuple[int | str, ...]) -> str:
+    """``source:line`` of a key path in YAML text (just ``source`` when the line is unknown)."""
+    line = _line_of(text, loc)
+    return f"{source}:{line}" if line else source
+
+
+def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
+    return parse_model(text, source, Scenario)
+
+
+def read_text(path: str | Path) -> str:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(f"{p}: cannot read scenario file: {exc.strerror}") from exc
-    return parse_scenario(text, str(p))
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    return parse_scenario(read_text(path), str(path))

@@ -192,11 +192,13 @@ class SimulatedTower:
 
     def __init__(
         self, spec: TowerSpec, scenario: Scenario, *, speed: float = 1.0, fps: float = 9.0,
-        seed: int | None = None,
+        seed: int | None = None, clock: SimClock | None = None,
     ) -> None:  # fmt: skip
+        """``clock``: a tower clock shared with other towers of one world (then ``speed`` is its)."""
         self.spec = spec
         self.scenario = align_scenario(scenario, spec)
-        self.clock = SimClock(self.scenario.start_unix, speed)
+        self.clock = clock if clock is not None else SimClock(self.scenario.start_unix, speed)
+        speed = self.clock.speed
         self.world = SimWorld(self.scenario, seed)
         start_pan, start_tilt = 0.0, -0.3
         self.head = SimulatedHead(

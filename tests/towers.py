@@ -9,9 +9,11 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SIM_CONFIG = ROOT / "config" / "simulated.yaml"
@@ -132,6 +134,117 @@ class SimTowerRun:
         for process in (self.daemon, self.tower):
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=5)
+
+
+@dataclass
+class CountyRun:
+    """`towerwatch simulate county` on free ports and private ptys, plus one daemon per tower."""
+
+    workdir: Path
+    scenario: Path
+    mqtt_port: int
+    speed: float = 2.0
+    extra: Sequence[str] = ()  # KEY=VALUE for every daemon
+    county_args: Sequence[str] = ()  # more options for `simulate county`
+    county: subprocess.Popen[bytes] | None = None
+    hub: subprocess.Popen[bytes] | None = None
+    http_port: int = field(default_factory=free_port)
+    daemons: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def endpoints_file(self) -> Path:
+        return self.workdir / "county.json"
+
+    def start_county(self, timeout_s: float = 120.0) -> None:
+        log = (self.workdir / "county.log").open("ab")
+        self.county = subprocess.Popen(
+            towerwatch(
+                "simulate",
+                "county",
+                "--scenario",
+                str(self.scenario),
+                "--speed",
+                str(self.speed),
+                "--port-base",
+                "0",
+                "--run-dir",
+                str(self.workdir / "run"),
+                "--endpoints-file",
+                str(self.endpoints_file),
+                "--log-level",
+                "warning",
+                *self.county_args,
+            ),  # fmt: skip
+            cwd=ROOT,
+            env=_env(),
+            stdout=log,
+            stderr=log,
+        )
+        deadline = time.monotonic() + timeout_s
+        while not self.endpoints_file.exists():
+            if self.county.poll() is not None:
+                raise AssertionError(
+                    f"simulate county exited with {self.county.returncode}:\n"
+                    + (self.workdir / "county.log").read_text(errors="replace")[-3000:]
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"simulate county wrote no endpoints in {timeout_s} s")
+            time.sleep(0.2)
+        self.endpoints = json.loads(self.endpoints_file.read_text())["towers"]
+
+    def start_daemons(self, duration_s: float | None = None) -> None:
+        for tower_id, where in self.endpoints.items():
+            sets = [*where["daemon_sets"], f"mqtt.port={self.mqtt_port}", *self.extra]
+            args = ["run", "--config", str(where["config"]), "--log-level", "info"]
+            for pair in sets:
+                args += ["--set", pair]
+            if duration_s is not None:
+                args += ["--duration", str(duration_s)]
+            log = (self.workdir / f"daemon-{tower_id}.log").open("ab")
+            self.daemons[tower_id] = subprocess.Popen(
+                towerwatch(*args), cwd=ROOT, env=_env(), stdout=log, stderr=log
+            )
+
+    def start_hub(self) -> None:
+        """`towerwatch hub --config config/county/hub.yaml` on this run's broker and a free port."""
+        log = (self.workdir / "hub.log").open("ab")
+        args = ["hub", "--config", str(ROOT / "config" / "county" / "hub.yaml")]
+        for pair in (
+            f"mqtt.port={self.mqtt_port}",
+            f"http.port={self.http_port}",
+            f"store.sqlite_path={self.workdir / 'hub.sqlite3'}",
+        ):
+            args += ["--set", pair]
+        self.hub = subprocess.Popen(towerwatch(*args), cwd=ROOT, env=_env(), stdout=log, stderr=log)
+        wait_port(self.http_port, 60.0, self.hub)
+
+    def get_json(self, path: str) -> Any:
+        """A GET on the hub's HTTP API."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=10) as r:
+            return json.loads(r.read())
+
+    def logs(self) -> str:
+        """Every process's log tail, for a failing assertion's message."""
+        out = []
+        for path in sorted(self.workdir.glob("*.log")):
+            out.append(f"--- {path.name}\n{path.read_text(errors='replace')[-2000:]}")
+        return "\n".join(out)
+
+    def stop(self) -> None:
+        """Daemons first (a daemon losing its devices would log a fault), then the county."""
+        for group in (list(self.daemons.values()), [self.hub, self.county]):
+            for process in group:
+                if process is not None and process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            for process in group:
+                if process is None:
+                    continue
                 try:
                     process.wait(timeout=15)
                 except subprocess.TimeoutExpired:

@@ -1,0 +1,79 @@
+"""`towerwatch hub`: the county hub (MQTT consumer, fusion, HTTP API and the officer's page)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from edge.cli_support import EXIT_USAGE, fail
+from edge.logs import setup_logging
+
+DEFAULT_HUB_CONFIG = "config/county/hub.yaml"
+
+
+@click.group("hub", invoke_without_command=True)
+@click.option(
+    "--config",
+    "config",
+    default=DEFAULT_HUB_CONFIG,
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Hub config file (YAML).",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config key, e.g. --set http.port=8091 (repeatable).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+@click.option("--check", is_flag=True, help="Only check the config and exit.")
+@click.pass_context
+def group(
+    ctx: click.Context, config: str, sets: tuple[str, ...], log_level: str, check: bool
+) -> None:
+    """Run the county hub until SIGTERM or Ctrl-C."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from hub.config import ConfigError, load_hub_config
+
+    try:
+        cfg = load_hub_config(config, sets)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        n = len(exc.problems)
+        click.echo(f"towerwatch: {config}: {n} problem{'s' if n != 1 else ''}", err=True)
+        sys.exit(EXIT_USAGE)
+    if check:
+        click.echo(f"{config}: ok")
+        return
+    setup_logging(log_level, "auto")
+    try:
+        from hub.app import run_hub
+    except ModuleNotFoundError as exc:
+        fail(
+            f"hub: needs the hub's packages ({exc.name} is missing): "
+            "pip install 'towerwatch[hub]'",
+            EXIT_USAGE,
+        )
+
+    try:
+        code = run_hub(cfg)
+    except OSError as exc:
+        fail(f"store ({cfg.store.backend}): {exc}")
+    except ImportError as exc:
+        fail(f"store.backend={cfg.store.backend}: {exc}")
+    except Exception as exc:
+        # psycopg's connection errors name the server; report them as one line, no traceback.
+        if type(exc).__module__.startswith("psycopg"):
+            fail(f"store.postgresql_dsn: {exc}".strip())
+        raise
+    sys.exit(code)
