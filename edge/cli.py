@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "record": ("edge.commands.record", "command"),
     "replay": ("edge.commands.replay", "command"),
     "linkbudget": ("edge.commands.linkbudget", "command"),
+    "doctor": ("edge.commands.doctor", "command"),
 }
 
 SUMMARIES: dict[str, str] = {
@@ -31,6 +32,7 @@ SUMMARIES: dict[str, str] = {
     "record": "Record thermal frames (from a scenario) in the recording format.",
     "replay": "Run detection and suppression over a recording; JSON line per decision.",
     "linkbudget": "Detection range of the mission fires for this camera and weather.",
+    "doctor": "Check the installation: config, files, secrets, devices, broker, disk, time.",
 }
 
 
