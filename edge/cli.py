@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("edge.commands.replay", "command"),
     "linkbudget": ("edge.commands.linkbudget", "command"),
     "doctor": ("edge.commands.doctor", "command"),
+    "status": ("edge.commands.status", "command"),
 }
 
 SUMMARIES: dict[str, str] = {
@@ -33,6 +34,7 @@ SUMMARIES: dict[str, str] = {
     "replay": "Run detection and suppression over a recording; JSON line per decision.",
     "linkbudget": "Detection range of the mission fires for this camera and weather.",
     "doctor": "Check the installation: config, files, secrets, devices, broker, disk, time.",
+    "status": "Health of the running daemon (through its control socket).",
 }
 
 
