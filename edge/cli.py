@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "linkbudget": ("edge.commands.linkbudget", "command"),
     "doctor": ("edge.commands.doctor", "command"),
     "status": ("edge.commands.status", "command"),
+    "calibrate": ("edge.commands.calibrate", "group"),
 }
 
 SUMMARIES: dict[str, str] = {
@@ -35,6 +36,7 @@ SUMMARIES: dict[str, str] = {
     "linkbudget": "Detection range of the mission fires for this camera and weather.",
     "doctor": "Check the installation: config, files, secrets, devices, broker, disk, time.",
     "status": "Health of the running daemon (through its control socket).",
+    "calibrate": "Head calibration (north, level) from surveyed landmarks; undo.",
 }
 
 
