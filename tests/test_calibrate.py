@@ -15,11 +15,20 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from drivers.ptz_calibration import PtzCalibration
+from edge.calibration import true_pose
 from edge.cli import cli
 from edge.commands.calibrate import backups_of, thermal_lens, tower_site, with_calibration
 from edge.config import load_config
-from edge.geodesy import destination
-from edge.geolocation import Pose, bearing_elevation_pixel, bearing_elevation_to
+from edge.geodesy import destination, geodesic_inverse
+from edge.geolocation import (
+    Lens,
+    Pose,
+    TowerSite,
+    bearing_elevation_pixel,
+    bearing_elevation_to,
+    geolocate_pixel,
+)
 from simulators.clock import SimClock
 from simulators.head import MountErrors, SimulatedHead
 
@@ -237,3 +246,55 @@ def test_with_calibration_adds_a_missing_block_and_keeps_comments() -> None:
     again = with_calibration(out, "t.yaml", {"pan_offset_deg": -2.0, "roll_deg": 0.25})
     assert "pan_offset_deg: -2.0000" in again and "    roll_deg: 0.2500" in again
     assert math.isclose(yaml.safe_load(again)["ptz"]["calibration"]["roll_deg"], 0.25)
+
+
+def _locate_fire(calibration: PtzCalibration, site: TowerSite, lens: Lens, ground_m: float
+                 ) -> float:  # fmt: skip
+    """Error in metres of a fire 6 km away at 118°, located through ``calibration``."""
+    fire_lat, fire_lon = (float(x) for x in destination(site.lat, site.lon, 118.0, 6000.0))
+    azimuth, elevation = bearing_elevation_to(site, fire_lat, fire_lon, ground_m)
+    # The patrol stop that sees it, commanded through the calibration the daemon holds.
+    raw_pan, raw_tilt = calibration.to_device(116.5, elevation + 0.4)
+    actual = PtzCalibration(pan_offset_deg=PLANTED.north_deg, tilt_offset_deg=PLANTED.tilt_deg,
+                            level_a_deg=PLANTED.level_a_deg, level_b_deg=PLANTED.level_b_deg,
+                            roll_deg=PLANTED.roll_deg)  # fmt: skip
+    looks_az, looks_el = actual.to_true(raw_pan, raw_tilt)
+    u, v = bearing_elevation_pixel(azimuth, elevation, Pose(looks_az, looks_el, PLANTED.roll_deg),
+                                   lens)  # fmt: skip
+    located = geolocate_pixel(site, float(u), float(v), true_pose(calibration, raw_pan, raw_tilt),
+                              lens, ground_elevation_m=ground_m, max_range_sigma_m=1e9)  # fmt: skip
+    bearing_error = abs(_wrap180(located.bearing_deg - azimuth))
+    if located.lat is None or located.lon is None:
+        return bearing_error, math.inf
+    distance, _, _ = geodesic_inverse(fire_lat, fire_lon, located.lat, located.lon)
+    return bearing_error, float(distance)
+
+
+def test_a_planted_fire_is_located_after_calibration(tmp_path: Path, tower_yaml: Path) -> None:
+    landmarks = _landmark_file(tmp_path, tower_yaml, np.random.default_rng(7))
+    cfg = load_config(tower_yaml)
+    site, lens = tower_site(cfg), thermal_lens(cfg)
+    ground = cfg.tower.ground_elevation_m
+    before_deg, before_m = _locate_fire(PtzCalibration(), site, lens, ground)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "calibrate",
+            "north",
+            "--config",
+            str(tower_yaml),
+            "--landmarks",
+            str(landmarks),
+            "--yes",
+        ],  # fmt: skip
+    )
+    assert result.exit_code == 0, result.output
+    calibrated = load_config(tower_yaml).ptz.calibration  # type: ignore[attr-defined]
+    after_deg, after_m = _locate_fire(calibrated, site, lens, ground)
+    print(
+        f"fire at 6 km, 118°: before calibration bearing off {before_deg:.3f}° "
+        f"({6000 * math.radians(before_deg):.0f} m sideways), position {before_m:.0f} m off; "
+        f"after: bearing off {after_deg:.4f}°, position {after_m:.1f} m off"
+    )
+    assert before_deg > 1.0 and before_m > 1000.0  # the ray misses the ground entirely
+    assert after_deg < 0.02 and after_m < 100.0
