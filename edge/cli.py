@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("edge.commands.doctor", "command"),
     "status": ("edge.commands.status", "command"),
     "calibrate": ("edge.commands.calibrate", "group"),
+    "ptz": ("edge.commands.ptz", "group"),
 }
 
 SUMMARIES: dict[str, str] = {
@@ -37,6 +38,7 @@ SUMMARIES: dict[str, str] = {
     "doctor": "Check the installation: config, files, secrets, devices, broker, disk, time.",
     "status": "Health of the running daemon (through its control socket).",
     "calibrate": "Head calibration (north, level) from surveyed landmarks; undo.",
+    "ptz": "Read and move the pan-tilt head (where, goto, jog, release).",
 }
 
 

@@ -575,3 +575,61 @@ def undo(config: Path, assume_yes: bool) -> None:
     _write_atomically(config, previous)
     newest.unlink()
     click.echo(f"restored {config} from {newest.name}", err=True)
+
+
+@group.command("sight")
+@config_options
+@_landmarks_option
+@click.argument("name")
+@click.option("--u-px", type=float, default=None, help="Landmark seen off-centre: its column.")
+@click.option("--v-px", type=float, default=None, help="... and its row (for the roll).")
+@click.option(
+    "--runtime-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of the daemon's control socket.",
+)
+def sight(
+    config: str,
+    sets: tuple[str, ...],
+    landmarks_path: Path,
+    name: str,
+    u_px: float | None,
+    v_px: float | None,
+    runtime_dir: Path | None,
+) -> None:
+    """Record the head's raw angles for landmark NAME (centred, or at --u-px/--v-px)."""
+    from edge.commands.ptz import HeadAccess, raw_angles
+
+    if (u_px is None) != (v_px is None):
+        fail("--u-px and --v-px go together", EXIT_USAGE)
+    cfg = load_or_exit(config, sets)
+    parsed = read_landmarks(landmarks_path)
+    known = [e.name for e in parsed.landmarks]
+    if name not in known:
+        fail(f"unknown landmark {name!r}; {landmarks_path} has: {', '.join(known)}", EXIT_USAGE)
+    head = HeadAccess(cfg, runtime_dir)
+    try:
+        position = head.where()
+    finally:
+        head.close()
+    if position.get("moving"):
+        fail("the head is still moving; sight again once it has settled", EXIT_FAILURE)
+    raw_pan, raw_tilt = raw_angles(cfg, position["pan_deg"], position["tilt_deg"])
+    data = yaml.safe_load(landmarks_path.read_text(encoding="utf-8"))
+    entry = next(e for e in data["landmarks"] if e["name"] == name)
+    if u_px is None:
+        entry["pan_raw_deg"], entry["tilt_raw_deg"] = round(raw_pan, 4), round(raw_tilt, 4)
+        what = "centred"
+    else:
+        entry.setdefault("off_centre", []).append(
+            {
+                "pan_raw_deg": round(raw_pan, 4),
+                "tilt_raw_deg": round(raw_tilt, 4),
+                "u_px": u_px,
+                "v_px": v_px,
+            }  # fmt: skip
+        )
+        what = f"at pixel ({u_px:g}, {v_px:g})"
+    _write_atomically(landmarks_path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    click.echo(f"{name}: {what} at raw pan {raw_pan:.4f}°, raw tilt {raw_tilt:+.4f}°", err=True)
