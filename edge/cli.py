@@ -26,6 +26,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "status": ("edge.commands.status", "command"),
     "calibrate": ("edge.commands.calibrate", "group"),
     "ptz": ("edge.commands.ptz", "group"),
+    "test-alarm": ("edge.commands.test_alarm", "command"),
+    "relay": ("edge.commands.relay", "group"),
 }
 
 SUMMARIES: dict[str, str] = {
@@ -39,6 +41,8 @@ SUMMARIES: dict[str, str] = {
     "status": "Health of the running daemon (through its control socket).",
     "calibrate": "Head calibration (north, level) from surveyed landmarks; undo.",
     "ptz": "Read and move the pan-tilt head (where, goto, jog, release).",
+    "test-alarm": "Send a test alarm through the running daemon to the hub.",
+    "relay": "Test the alarm relay (siren) with read-back.",
 }
 
 

@@ -79,3 +79,10 @@ def load_or_exit(path: str, sets: Sequence[str] = ()) -> TowerConfig:
         n = len(exc.problems)
         click.echo(f"towerwatch: {path}: {n} problem{'s' if n != 1 else ''}", err=True)
         sys.exit(EXIT_USAGE)
+
+
+def tool_logging(level: str = "warning") -> None:
+    """Field tools print their result on stdout: driver logs go to stderr, warnings and up."""
+    from edge.logs import setup_logging
+
+    setup_logging(level, "console")

@@ -17,6 +17,9 @@ thread-safe objects (``HeadPause``, the drivers). Wiring it into the daemon::
     head_pause = HeadPause(clock=time.monotonic)
     head_pause.register(control)
     register_ptz_handlers(control, devices.ptz, head_pause)
+    register_command_handler(control, self._on_command)   # test-alarm, relay-reset, ...
+    if devices.relay is not None:
+        register_relay_handlers(control, devices.relay)
     control.start()          # after the devices are built
     ...                      # the patrol skips its moves while head_pause.paused()
     control.stop()           # at shutdown
@@ -404,6 +407,76 @@ def register_ptz_handlers(server: ControlServer, head: _Head, pause: HeadPause) 
     server.register("ptz.goto", goto)
     server.register("ptz.jog", jog)
     server.register("ptz.stop", stop)
+
+
+def register_command_handler(
+    server: ControlServer, on_command: Callable[[str, bytes], dict[str, Any]]
+) -> None:
+    """``command`` {verb, payload}: the hub's command path (same verbs, same validation).
+
+    ``on_command`` is the daemon's MQTT command handler: it validates and queues the
+    command for the main loop, raising edge.messages.CommandError to refuse it.
+    """
+    from edge.messages import CommandError
+
+    def run(args: dict[str, Any]) -> dict[str, Any]:
+        verb = _text(args, "verb")
+        payload = args.get("payload", {})
+        if not isinstance(payload, dict):
+            raise ControlError("payload must be an object")
+        try:
+            return on_command(verb, json.dumps(payload).encode("utf-8"))
+        except CommandError as exc:
+            raise ControlError(str(exc)) from None
+
+    server.register("command", run)
+
+
+class _Relay(Protocol):
+    def set_output(self, on: bool) -> None: ...
+    def output(self) -> bool | None: ...
+
+
+# The longest siren test a command may ask for.
+MAX_RELAY_TEST_S = 30.0
+
+
+def relay_pulse(
+    relay: _Relay,
+    on_s: float,
+    *,
+    confirm_timeout_s: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Close the relay for ``on_s`` and open it again, confirming each state on read-back."""
+    if not 0.0 < on_s <= MAX_RELAY_TEST_S:
+        raise ControlError(f"on_s must be in (0, {MAX_RELAY_TEST_S:g}], got {on_s}")
+
+    def confirm(state: bool) -> float:
+        started = time.monotonic()
+        while relay.output() is not state:
+            if time.monotonic() - started > confirm_timeout_s:
+                raise ControlError(
+                    f"relay did not confirm {'closed' if state else 'open'} within "
+                    f"{confirm_timeout_s:g} s (read back {relay.output()})"
+                )
+            sleep(0.02)
+        return time.monotonic() - started
+
+    relay.set_output(True)
+    try:
+        closed_s = confirm(True)
+        sleep(on_s)
+    finally:
+        relay.set_output(False)
+    opened_s = confirm(False)
+    return {"closed_confirmed_s": closed_s, "opened_confirmed_s": opened_s, "on_s": on_s}
+
+
+def register_relay_handlers(server: ControlServer, relay: _Relay) -> None:
+    """``relay.state`` and ``relay.test`` {on_s}: a siren pulse with read-back."""
+    server.register("relay.state", lambda _args: {"closed": relay.output()})
+    server.register("relay.test", lambda args: relay_pulse(relay, _number(args, "on_s")))
 
 
 def _text(args: dict[str, Any], key: str) -> str:

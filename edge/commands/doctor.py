@@ -29,7 +29,14 @@ import click
 import numpy as np
 from pydantic import BaseModel
 
-from edge.cli_support import EXIT_FAILURE, EXIT_USAGE, config_options, echo_json, json_option
+from edge.cli_support import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    config_options,
+    echo_json,
+    json_option,
+    tool_logging,
+)
 from edge.config import ConfigError, TowerConfig, load_config
 
 Verdict = Literal["ok", "warn", "fail", "skip"]
@@ -512,10 +519,8 @@ def run_checks(cfg: TowerConfig, timeout_s: float) -> list[Check]:
 )
 def command(config: str, sets: tuple[str, ...], as_json: bool, timeout_s: float) -> None:
     """Check the installation: config, files, secrets, devices, broker, disk, time."""
-    from edge.logs import setup_logging
-
     # Each failing device is already one line of the report; drivers' retries stay quiet.
-    setup_logging("error", "console")
+    tool_logging("error")
     try:
         cfg = load_config(config, sets)
     except ConfigError as exc:

@@ -24,6 +24,7 @@ from edge.cli_support import (
     fail,
     json_option,
     load_or_exit,
+    tool_logging,
 )
 from edge.commands.status import call_or_exit, client_for, runtime_dir_option
 from edge.config import TowerConfig
@@ -40,6 +41,7 @@ class HeadAccess:
     """The head, either borrowed from the running daemon or opened here."""
 
     def __init__(self, cfg: TowerConfig, runtime_dir: Path | None) -> None:
+        tool_logging()
         self.cfg = cfg
         self._client: ControlClient | None = client_for(runtime_dir)
         self._driver: Any = None
