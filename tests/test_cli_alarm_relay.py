@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 
 from drivers import relay_modbus
+from edge import messages
 from edge.control import (
     ControlServer,
     register_command_handler,
     register_relay_handlers,
     socket_path,
 )
-from edge import messages
 from edge.messages import Command, CommandError, parse_command
 from simulators.relay_board import RelayBoardSimulator
 from tests.towers import ROOT, SIM_CONFIG, _env, towerwatch
