@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ptz": ("edge.commands.ptz", "group"),
     "test-alarm": ("edge.commands.test_alarm", "command"),
     "relay": ("edge.commands.relay", "group"),
+    "snapshot": ("edge.commands.snapshot", "command"),
 }
 
 SUMMARIES: dict[str, str] = {
@@ -43,6 +44,7 @@ SUMMARIES: dict[str, str] = {
     "ptz": "Read and move the pan-tilt head (where, goto, jog, release).",
     "test-alarm": "Send a test alarm through the running daemon to the hub.",
     "relay": "Test the alarm relay (siren) with read-back.",
+    "snapshot": "PNG of the view now: thermal with colour bar, bearings and pixels; visible.",
 }
 
 
