@@ -633,3 +633,40 @@ def sight(
         what = f"at pixel ({u_px:g}, {v_px:g})"
     _write_atomically(landmarks_path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     click.echo(f"{name}: {what} at raw pan {raw_pan:.4f}°, raw tilt {raw_tilt:+.4f}°", err=True)
+
+
+@group.command("apply-drift")
+@config_options
+@click.option("--yes", "assume_yes", is_flag=True, help="Write without asking.")
+@click.option(
+    "--runtime-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of the daemon's control socket.",
+)
+def apply_drift(
+    config: str, sets: tuple[str, ...], assume_yes: bool, runtime_dir: Path | None
+) -> None:
+    """Apply the pan/tilt offset the daemon's drift watch measured (diff, backup, undo)."""
+    from edge.commands.status import call_or_exit, client_for
+
+    cfg = load_or_exit(config, sets)
+    if sets:
+        fail("--set overrides cannot be written back; edit the config instead", EXIT_USAGE)
+    drift = call_or_exit(client_for(runtime_dir), "status").get("drift")
+    if not drift or not drift.get("ready"):
+        fail("the drift watch has no measurement yet (too few sightings)", EXIT_FAILURE)
+    current: PtzCalibration = cfg.ptz.calibration  # type: ignore[attr-defined]
+    pan, tilt = float(drift["pan_offset_deg"]), float(drift["tilt_offset_deg"])
+    corrected = current.model_copy(
+        update={
+            "pan_offset_deg": (current.pan_offset_deg + pan + 180.0) % 360.0 - 180.0,
+            "tilt_offset_deg": current.tilt_offset_deg + tilt,
+        }
+    )
+    click.echo(
+        f"drift measured from {drift.get('sightings')} sightings of {drift.get('sources')} "
+        f"sources: pan {pan:+.4f}°, tilt {tilt:+.4f}°",
+        err=True,
+    )
+    apply_calibration(Path(config), corrected, assume_yes=assume_yes)
