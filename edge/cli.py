@@ -22,6 +22,13 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "record": ("edge.commands.record", "command"),
     "replay": ("edge.commands.replay", "command"),
     "linkbudget": ("edge.commands.linkbudget", "command"),
+    "doctor": ("edge.commands.doctor", "command"),
+    "status": ("edge.commands.status", "command"),
+    "calibrate": ("edge.commands.calibrate", "group"),
+    "ptz": ("edge.commands.ptz", "group"),
+    "test-alarm": ("edge.commands.test_alarm", "command"),
+    "relay": ("edge.commands.relay", "group"),
+    "snapshot": ("edge.commands.snapshot", "command"),
     "hub": ("edge.commands.hub", "group"),
 }
 
@@ -32,6 +39,14 @@ SUMMARIES: dict[str, str] = {
     "record": "Record thermal frames (from a scenario) in the recording format.",
     "replay": "Run detection and suppression over a recording; JSON line per decision.",
     "linkbudget": "Detection range of the mission fires for this camera and weather.",
+    "doctor": "Check the installation: config, files, secrets, devices, broker, disk, time.",
+    "status": "Health of the running daemon (through its control socket).",
+    "calibrate": "Head calibration (north, level) from surveyed landmarks; undo.",
+    "ptz": "Read and move the pan-tilt head (where, goto, jog, release).",
+    "test-alarm": "Send a test alarm through the running daemon to the hub.",
+    "relay": "Test the alarm relay (siren) with read-back.",
+    "snapshot": "PNG of the view now: thermal with colour bar, bearings and pixels; visible.",
+    "hub": "County hub: fuse tower alarms, triangulate, serve the map and API.",
 }
 
 

@@ -32,6 +32,58 @@ def _wrap360(angle_deg: float) -> float:
     return 0.0 if wrapped >= 360.0 else wrapped
 
 
+@dataclass(frozen=True)
+class MountErrors:
+    """How the head sits on the mast: what a calibration has to find (all in degrees).
+
+    ``north_deg`` is the true azimuth of the raw pan zero, ``tilt_deg`` the elevation of
+    the raw tilt zero; ``level_a_deg``/``level_b_deg`` tilt the pan axis (elevation error
+    a·cos ψ + b·sin ψ at true azimuth ψ, the model of drivers.ptz_calibration); ``roll_deg``
+    turns the camera about its optical axis (positive turns image x toward image y).
+    """
+
+    north_deg: float = 0.0
+    tilt_deg: float = 0.0
+    level_a_deg: float = 0.0
+    level_b_deg: float = 0.0
+    roll_deg: float = 0.0
+
+    _KEYS = {"north": "north_deg", "tilt": "tilt_deg", "a": "level_a_deg",
+             "b": "level_b_deg", "roll": "roll_deg"}  # fmt: skip
+
+    @classmethod
+    def parse(cls, text: str) -> MountErrors:
+        """From the command-line form ``north=1.234,tilt=-0.3,a=0.05,b=-0.03,roll=0.4``."""
+        values: dict[str, float] = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            key, sep, value = item.partition("=")
+            field_name = cls._KEYS.get(key.strip())
+            if not sep or field_name is None:
+                raise ValueError(
+                    f"mount errors: {item!r} is not KEY=DEGREES with KEY one of "
+                    f"{', '.join(cls._KEYS)}"
+                )
+            try:
+                values[field_name] = float(value)
+            except ValueError:
+                raise ValueError(f"mount errors: {key}={value!r} is not a number") from None
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        # The small-angle levelling model and a camera that is still roughly upright.
+        for name, value, limit in (
+            ("level_a_deg", self.level_a_deg, 2.0),
+            ("level_b_deg", self.level_b_deg, 2.0),
+            ("roll_deg", self.roll_deg, 10.0),
+        ):
+            if not abs(value) <= limit:
+                raise ValueError(f"mount errors: |{name}| must be <= {limit}, got {value}")
+
+    def levelling_deg(self, azimuth_deg: float) -> float:
+        psi = math.radians(azimuth_deg)
+        return self.level_a_deg * math.cos(psi) + self.level_b_deg * math.sin(psi)
+
+
 class HeadCommandRefused(ValueError):
     """The head refuses a command (unknown preset, preset memory full, preset while moving)."""
 
@@ -267,6 +319,7 @@ class SimulatedHead:
         tilt_max_deg: float = 30.0,
         mount_pan_offset_deg: float = 0.0,
         mount_tilt_offset_deg: float = 0.0,
+        mount: MountErrors | None = None,
         initial_raw_pan_deg: float = 0.0,
         initial_raw_tilt_deg: float = 0.0,
         initial_hfov_deg: float | None = None,
@@ -297,8 +350,15 @@ class SimulatedHead:
         self.hfov_max_deg = hfov_max_deg
         self.tilt_min_deg = tilt_min_deg
         self.tilt_max_deg = tilt_max_deg
-        self.mount_pan_offset_deg = mount_pan_offset_deg
-        self.mount_tilt_offset_deg = mount_tilt_offset_deg
+        # ``mount`` carries every planted error; the two offsets alone remain for callers
+        # that only turn the head.
+        self.mount = (
+            mount
+            if mount is not None
+            else MountErrors(north_deg=mount_pan_offset_deg, tilt_deg=mount_tilt_offset_deg)
+        )
+        self.mount_pan_offset_deg = self.mount.north_deg
+        self.mount_tilt_offset_deg = self.mount.tilt_deg
         hfov0 = hfov_max_deg if initial_hfov_deg is None else initial_hfov_deg
         ln_min, ln_max = math.log(hfov_min_deg), math.log(hfov_max_deg)
         self._pan = _Axis(initial_raw_pan_deg % 360.0, pan_speed_deg_s, accel_deg_s2)
@@ -399,16 +459,22 @@ class SimulatedHead:
             return self._state_locked(self._clock.now())
 
     def true_pose(self) -> tuple[float, float, float]:
-        """(true azimuth [0, 360), elevation, hfov) the camera really looks at, in degrees."""
+        """(true azimuth [0, 360), elevation, hfov) the camera really looks at, in degrees.
+
+        The mount errors apply as the calibration model describes them: north and tilt
+        offsets, then the pan axis' levelling at the true azimuth. The camera's roll does
+        not move the line of sight; it is ``mount.roll_deg``.
+        """
         with self._lock:
             t = self._clock.now()
             state = self._state_locked(t)
             half = 0.5 * self.backlash_deg
             pan = state.raw_pan_deg - half * self._pan.last_direction(t)
             tilt = state.raw_tilt_deg - half * self._tilt.last_direction(t)
+        azimuth = _wrap360(pan + self.mount.north_deg)
         return (
-            _wrap360(pan + self.mount_pan_offset_deg),
-            tilt + self.mount_tilt_offset_deg,
+            azimuth,
+            tilt + self.mount.tilt_deg + self.mount.levelling_deg(azimuth),
             state.hfov_deg,
         )
 
