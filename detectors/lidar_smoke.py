@@ -13,7 +13,7 @@ profiles are judged against their own clean-air trend (detectors.lidar_returns).
 
 Range is the z-weighted centroid of the run; the plume's optical depth comes from the
 step down of the signal behind it (−½ ln of the ratio to the reference). Pure code:
-profiles in, fixes out; the caller supplies the time. docs/algorithms.md §5.
+profiles in, fixes out; the caller supplies the time. Notes: docs/physics/smoke-lidar.md.
 """
 
 from __future__ import annotations

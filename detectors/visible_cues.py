@@ -14,7 +14,7 @@ saturation rising as red falls) in a region that stays put and flickers, i.e. wh
 lit area fluctuates around its own short-term mean. Headlights are white or steady,
 and they move.
 
-Pure code: frames (BGR uint8) and their timestamps in, cues out. docs/algorithms.md §6
+Pure code: frames (BGR uint8) and their timestamps in, cues out. docs/algorithms/visible-cues.md
 gives the rules and the starting values.
 """
 
