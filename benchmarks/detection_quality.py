@@ -41,7 +41,7 @@ from simulators.world import SimWorld
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 MATCH_RADIUS_PX = 3.0  # a candidate this close to a true fire's pixel is that fire
 DAY_SUN_ELEVATION_DEG = -3.0
-DAY_CRITERION_K, NIGHT_CRITERION_K = 10.0, 6.0  # algorithms.md §1 single-look criterion
+DAY_CRITERION_K, NIGHT_CRITERION_K = 10.0, 6.0  # docs/physics/link-budget.md single-look criterion
 MISSION = ("mission-2m-10km", "mission-6m-20km")
 
 

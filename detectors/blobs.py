@@ -11,7 +11,7 @@ from numba import njit
 
 from detectors.hotspot import CODE_ABSOLUTE, CODE_COMPACT, HotspotResult
 
-# A fire's flame temperature for the fire-equivalent area (algorithms.md §1: T_f = 1000 K).
+# A fire's flame temperature for the fire-equivalent area (docs/physics/link-budget.md: T_f = 1000 K).
 FIRE_REFERENCE_K = 1000.0
 
 

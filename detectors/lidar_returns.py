@@ -1,6 +1,6 @@
 """Returns in one smoke-lidar backscatter profile: plumes and hard targets above the clean-air trend.
 
-Pure: arrays and numbers in, results out (algorithms.md §5). A profile of mean counts
+Pure: arrays and numbers in, results out (docs/physics/smoke-lidar.md). A profile of mean counts
 per shot P(R) is compared with the clean-air lidar equation
 P(R) = A·R⁻²·exp(−2αR) + P_bg, fitted robustly to the profile itself, i.e. a straight
 line in the range-corrected log signal S = ln(R²(P − P_bg)). The z-score of a bin is its

@@ -172,7 +172,7 @@ def ground_range_by_row(
     """Ground distance (m) seen by each image row over flat land on the curved earth.
 
     The refracted ray's height over the sphere is h + s·tanθ + s²(1 − k)/(2R)
-    (algorithms.md §7); each row's elevation gives the nearest root. NaN where the ray
+    (docs/physics/geolocation.md); each row's elevation gives the nearest root. NaN where the ray
     never meets the ground (sky, or beyond the horizon). Used for a lower bound of a
     hotspot's fire-equivalent area: whatever sits on the ground there is that far.
     """

@@ -29,7 +29,7 @@ TABLE_MIN_K = 150.0
 TABLE_MAX_K = 6000.0
 TABLE_STEP_K = 1.0
 
-# Reference aerosol extinction in the LWIR window at ~23 km visibility (algorithms.md §1).
+# Reference aerosol extinction in the LWIR window at ~23 km visibility (docs/physics/link-budget.md).
 _AEROSOL_PER_KM_AT_23_KM = 0.03
 _REFERENCE_VISIBILITY_KM = 23.0
 
@@ -426,7 +426,7 @@ def link_budget(
     fire_k: float = 1000.0,
     background_k: float = 300.0,
 ) -> LinkBudget:
-    """ΔT_app of a fire of effective area A_eff = W·H·ε at ``range_m`` (algorithms.md §1).
+    """ΔT_app of a fire of effective area A_eff = W·H·ε at ``range_m`` (docs/physics/link-budget.md).
 
     ΔL = τ·η·p_f·[L(T_f) − L(T_bg)]; ΔT_app = T_b(L_bg,obs + ΔL) − T_b(L_bg,obs), with
     L_bg,obs = τ_bg·L(T_bg) + path radiance. The sub-pixel model holds while p_f ≲ 1;

@@ -25,7 +25,7 @@ class AngularSource:
 
 @dataclass(frozen=True)
 class SuppressionParams:
-    """Rule thresholds (algorithms.md §3); starting values to be tuned on field data."""
+    """Rule thresholds (docs/algorithms/suppression.md); starting values to be tuned on field data."""
 
     max_displacement_px: float = 1.5  # vehicle: fitted motion over the track
     max_speed_px_s: float = 0.3  # vehicle: ... or drift speed, once the track spans:

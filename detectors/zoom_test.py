@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# A_eq ratio band within which the candidate counts as compact (algorithms.md §3).
+# A_eq ratio band within which the candidate counts as compact (docs/algorithms/suppression.md).
 COMPACT_RATIO_MIN = 0.5
 COMPACT_RATIO_MAX = 2.0
 # Below this zoom factor the two hypotheses predict ratios too close to tell apart.

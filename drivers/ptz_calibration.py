@@ -1,7 +1,7 @@
 """Mapping between a head's own pan/tilt degrees and true azimuth/elevation.
 
 The head reports angles from its own zero and sense; ``towerwatch calibrate`` measures
-the north offset, the directions and the levelling of the pan axis (algorithms.md §7;
+the north offset, the directions and the levelling of the pan axis (docs/physics/geolocation.md;
 edge.calibration solves them from landmarks):
     azimuth   ψ = pan_sign · raw_pan + pan_offset_deg                      (mod 360)
     elevation θ = tilt_sign · raw_tilt + tilt_offset_deg + a·cos ψ + b·sin ψ

@@ -1,4 +1,4 @@
-"""The towerwatch recording format (DESIGN.md → "Recording format"): reader and writer.
+"""The towerwatch recording format (docs/recording-format.md): reader and writer.
 
 A recording is a folder with ``recording.json`` (format, camera, tower), ``frames.jsonl``
 (one line per frame: file, t, pan_deg, tilt_deg, hfov_deg) and ``frames/*.png``

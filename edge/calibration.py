@@ -13,11 +13,11 @@ from drivers.ptz_calibration import PtzCalibration
 from edge.geodesy import geodesic_inverse
 from edge.geolocation import Pose, TowerSite, bearing_elevation_to
 
-# Acceptance limit for the landmark fit (algorithms.md §7): 0.02° is 3.5 m at 10 km,
+# Acceptance limit for the landmark fit (docs/physics/geolocation.md): 0.02° is 3.5 m at 10 km,
 # well inside the lateral error budget of a 0.05° head.
 ACCEPT_RESIDUAL_RMS_DEG = 0.02
 
-# Landmark geometry advice (algorithms.md §7): nearer than 2 km, a few metres of
+# Landmark geometry advice (docs/physics/geolocation.md): nearer than 2 km, a few metres of
 # survey or mounting error become a sizeable angle; less than 90° of azimuth spread
 # leaves the levelling terms a·cos ψ and b·sin ψ nearly collinear with θ0.
 MIN_LANDMARK_DISTANCE_M = 2000.0

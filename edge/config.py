@@ -168,7 +168,7 @@ class MappedRoad(StrictSettings):
 
 
 class DetectionSettings(StrictSettings):
-    """Thermal hotspot thresholds (algorithms.md §2); day and night pairs."""
+    """Thermal hotspot thresholds (docs/algorithms/hotspot-detection.md); day and night pairs."""
 
     k_sigma_day: float = Field(4.0, ge=1.0, le=20.0, description="contextual test k·δ, day")
     k_sigma_night: float = Field(3.5, ge=1.0, le=20.0, description="contextual test k·δ, night")
@@ -213,7 +213,7 @@ class PatrolSettings(StrictSettings):
 
 
 class ConfirmationSettings(StrictSettings):
-    """The fire-point localisation scan (algorithms.md §4)."""
+    """The fire-point localisation scan (docs/algorithms/confirmation.md)."""
 
     settle_s: float = Field(1.0, ge=0.0, le=10.0, description="wait after centring and zooming")
     dwell_s: float = Field(10.0, ge=5.0, le=30.0, description="re-measurement time")

@@ -1,4 +1,4 @@
-"""The fire-point localisation scan: re-judge a candidate zoomed in and centred (algorithms.md §4).
+"""The fire-point localisation scan: re-judge a candidate zoomed in and centred (docs/algorithms/confirmation.md).
 
 The head is centred on the candidate at the longest focal length; after it settles, every
 frame of the dwell is searched near the expected position. The verdict requires:
@@ -33,7 +33,7 @@ Outcome = Literal["confirmed", "dismissed", "undecided"]
 # is far below it, and the kernel's 21×21 context fits with room to spare.
 SEARCH_HALF_PX = 48
 # Centroid drift over the dwell above this (zoomed pixels) is motion: turbulence moves a
-# hot spot by < 0.4 px at the patrol zoom (algorithms.md §3), ≈ 1 px zoomed.
+# hot spot by < 0.4 px at the patrol zoom (docs/algorithms/suppression.md), ≈ 1 px zoomed.
 MAX_DRIFT_PX = 3.0
 MIN_PERSISTENCE_TO_REVISIT = 0.3  # seen less than this: not a fire now
 

@@ -1,6 +1,6 @@
 """The tower daemon's main loop: patrol, fire-point localisation scan, alarms, status.
 
-One thread owns all state (STYLE.md §7). Devices deliver in their own threads (frames
+One thread owns all state (one owner thread, as the code style asks). Devices deliver in their own threads (frames
 queue, PTZ worker, MQTT); this loop waits for frames, never for wall time, so it runs
 unchanged against a simulated tower that is many times faster than real time.
 

@@ -57,7 +57,7 @@ DEFAULT_DAY_SUN_ELEVATION_DEG = -3.0
 # (the reference's "buffered by the bearing σ"); centre-line points every so many metres.
 VEHICLE_ROOF_M = 4.5
 ROAD_POINT_SPACING_M = 25.0
-ROAD_BUFFER_DEG = 0.05  # the calibrated pointing accuracy (1σ, algorithms.md §7)
+ROAD_BUFFER_DEG = 0.05  # the calibrated pointing accuracy (1σ, docs/physics/geolocation.md)
 
 
 @dataclass(frozen=True)

@@ -304,7 +304,7 @@ def ray_height_m(
 
     z(s) = z0 + s·tan θ + s²(1 − k)/(2 R_E): the earth's curvature drops the
     surface away below the tangent plane by s²/(2 R_E) and refraction bends the
-    ray back down by k times that (algorithms.md §7).
+    ray back down by k times that (docs/physics/geolocation.md).
     """
     s = _f64(ground_distance_m)
     return (

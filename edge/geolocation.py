@@ -220,7 +220,7 @@ def _rot_z(angle_rad: float) -> FloatArray:
 
 
 def _camera_to_enu(pose: Pose) -> FloatArray:
-    # d_ENU = R_U(−ψ) · R_E(θ) · M · R_z(ρ) · d_c (algorithms.md §7). In ENU, E is the
+    # d_ENU = R_U(−ψ) · R_E(θ) · M · R_z(ρ) · d_c (docs/physics/geolocation.md). In ENU, E is the
     # x axis and U the z axis; in camera axes the optical axis is z.
     return (
         _rot_z(-math.radians(pose.pan_deg))
@@ -325,7 +325,7 @@ def flat_ground_range_sigma_m(
     """Linearised range error over flat ground: σ_θ / |h/R² − (1 − k)/(2 R_E)|; inf at the horizon.
 
     h is the tower's height above the ground. This is the analytic check of the
-    Monte-Carlo (algorithms.md §7 table); near the horizon the true spread is
+    Monte-Carlo (docs/physics/geolocation.md table); near the horizon the true spread is
     asymmetric and the Monte-Carlo is what geolocate reports.
     """
     slope = abs(tower_height_m / range_m**2 - (1.0 - k) / (2.0 * EARTH_RADIUS_M))

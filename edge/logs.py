@@ -1,7 +1,7 @@
 """structlog setup: key-value events, JSON lines off a terminal, readable on one.
 
 Under journald every line is prefixed with its syslog level (``<3>`` … ``<7>``) so the
-journal keeps the priority; journald does not parse JSON (ecosystem.md §3).
+journal keeps the priority; journald does not parse JSON (docs/operations/logging.md).
 
 Tracebacks never carry local variables: a payload an attacker sent (or a password a
 frame held) would otherwise land in the journal. Every line also passes through

@@ -1,7 +1,7 @@
 """The patrol plan: where the head looks next, tiled for the lens and clear of the sun.
 
 Stops tile the sector clockwise with a configured overlap. Every stop is approached
-clockwise so the gears' backlash always sits on the same side (algorithms.md §4): a move
+clockwise so the gears' backlash always sits on the same side (docs/algorithms/confirmation.md): a move
 that would arrive counter-clockwise first goes to a pre-position a little anticlockwise of
 the stop. A stop whose field of view would hold the sun (plus a margin) is skipped for
 the microbolometer's sake and counted.

@@ -5,7 +5,7 @@ What the lidar sees is an injectable ``profile_fn(azimuth_deg, elevation_deg, t_
 bin, background included; the simulator draws the photon (shot) noise for the number of
 shots the command asked for, so averaging more shots gives a cleaner profile, as on the
 real instrument. The default world is ``LidarAtmosphere``: the elastic lidar equation
-(algorithms.md §5) for clean air, plus hard targets and smoke plumes.
+(docs/physics/smoke-lidar.md) for clean air, plus hard targets and smoke plumes.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ class SurfaceClass:
 
 
 # Sunlit asphalt, metal roofs and bare soil run 10–35 K above vegetation near noon
-# (algorithms.md §3); water barely moves; vegetation transpires and stays near air.
+# (docs/algorithms/suppression.md); water barely moves; vegetation transpires and stays near air.
 SURFACES: dict[int, SurfaceClass] = {
     SKY: SurfaceClass(1.0, 0.0, 0.0, 0.0, 0.0, False),
     REED: SurfaceClass(0.97, 4.0, 0.3, -1.5, 1.0, False),

@@ -1,4 +1,4 @@
-"""Head calibration from surveyed landmarks and the lake-horizon dip check (algorithms.md §7)."""
+"""Head calibration from surveyed landmarks and the lake-horizon dip check (docs/physics/geolocation.md)."""
 
 from __future__ import annotations
 

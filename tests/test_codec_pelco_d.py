@@ -10,7 +10,7 @@ from drivers import codec_pelco_d as pd
 
 
 def test_pan_reply_from_reference_decodes_to_180_degrees() -> None:
-    # ecosystem.md §5: a pan query answered FF 01 00 59 46 50 F0 = 180.00°.
+    # docs/hardware/pelco-d.md: a pan query answered FF 01 00 59 46 50 F0 = 180.00°.
     frame = pd.decode_frame(bytes.fromhex("FF 01 00 59 46 50 F0"))
     assert (frame.address, frame.cmd2) == (1, pd.REPLY_PAN)
     assert pd.decode_pan(frame.value) == 180.0

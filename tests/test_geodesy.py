@@ -156,7 +156,7 @@ def test_direct_is_vectorised_over_bearings_and_distances() -> None:
 
 
 def test_curvature_drop_with_standard_refraction() -> None:
-    # algorithms.md §7: a level ray sits 6.8 m above the surface at 10 km and 27.3 m at 20 km.
+    # docs/physics/geolocation.md: a level ray sits 6.8 m above the surface at 10 km and 27.3 m at 20 km.
     assert float(ray_height_m(10_000.0, 0.0, 0.0, 0.13)) == pytest.approx(6.8, abs=0.05)
     assert float(ray_height_m(20_000.0, 0.0, 0.0, 0.13)) == pytest.approx(27.3, abs=0.05)
     # With k = 1 the ray follows the earth exactly.

@@ -1,4 +1,4 @@
-"""Geolocation: pixel → ray → curved earth, DEM or lidar, with a Monte-Carlo uncertainty (algorithms.md §7)."""
+"""Geolocation: pixel → ray → curved earth, DEM or lidar, with a Monte-Carlo uncertainty (docs/physics/geolocation.md)."""
 
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def test_direction_to_pixel_inverts_pixel_to_direction() -> None:
     assert np.isnan(behind_u)
 
 
-# --- curved earth (algorithms.md §8 scenarios 16 and 17) --------------------------------
+# --- curved earth (docs/algorithms/test-scenarios.md scenarios 16 and 17) --------------------------------
 
 
 def test_scenario_16_sea_level_point_at_10_km_from_a_40_m_tower() -> None:
@@ -199,7 +199,7 @@ def test_canopy_stops_the_ray_earlier() -> None:
     assert forest.height_m == pytest.approx(20.0, abs=1e-6)
 
 
-# --- lateral error (algorithms.md §7 table) ---------------------------------------------
+# --- lateral error (docs/physics/geolocation.md table) ---------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Radiometry against the hand-worked numbers of algorithms.md §1."""
+"""Radiometry against the hand-worked numbers of docs/physics/link-budget.md."""
 
 from __future__ import annotations
 
@@ -124,7 +124,7 @@ def test_psf_kernel_spreads_a_point_source_over_its_neighbours() -> None:
 
 
 # ΔT_app, worst sub-pixel position, Case C (A_eff = 1 m² and 9 m²), 12 µm / 75 mm f/1.0:
-# dry / temperate / humid (algorithms.md §1). The worked table is diffraction-only.
+# dry / temperate / humid (docs/physics/link-budget.md). The worked table is diffraction-only.
 DEFAULT_LENS = Optics(pixel_pitch_um=12.0, focal_length_mm=75.0, f_number=1.0, lens_efficiency=1.0)
 
 

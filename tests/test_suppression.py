@@ -224,7 +224,7 @@ def test_on_a_road_only_a_hotspot_too_large_for_a_vehicle_skips_the_revisits(
 def test_ground_range_by_row_meets_the_curved_earth_and_spares_the_sky() -> None:
     ranges = ground_range_by_row(-0.2683, 5.862, 640, 512, 40.0)
     centre = ranges[255] * 0.5 + ranges[256] * 0.5
-    assert centre == pytest.approx(10_000.0, rel=0.01)  # algorithms.md §8 case 16
+    assert centre == pytest.approx(10_000.0, rel=0.01)  # docs/algorithms/test-scenarios.md case 16
     assert np.all(np.isnan(ranges[:20]))  # rows above the horizon see sky
     finite = ranges[np.isfinite(ranges)]
     assert np.all(np.diff(finite) < 0)  # lower rows, nearer ground

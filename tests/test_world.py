@@ -41,7 +41,7 @@ def test_horizon_dip_from_a_40_m_tower_is_019_deg() -> None:
 
 
 def test_flat_ground_point_at_10_km_appears_at_the_reference_depression() -> None:
-    # algorithms.md §8 #16: 40 m tower, sea-level point at 10 km, k = 0.13 → 0.2683° down.
+    # docs/algorithms/test-scenarios.md #16: 40 m tower, sea-level point at 10 km, k = 0.13 → 0.2683° down.
     assert apparent_elevation_deg(40.0, 0.0, 10_000.0, REFRACTION_K) == pytest.approx(
         -0.2683, abs=5e-4
     )

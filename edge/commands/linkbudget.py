@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from detectors.geometry import CRITERION_DAY_K, CRITERION_NIGHT_K
 from detectors.radiometry import (
     Atmosphere,
     Optics,
@@ -24,8 +25,6 @@ from edge.cli_support import (
 from edge.geodesy import EARTH_RADIUS_M
 
 # Single-look detection criterion at the worst sub-pixel position (docs/physics/link-budget.md).
-DAY_CRITERION_K = 10.0
-NIGHT_CRITERION_K = 6.0
 REFERENCE_AIR = (
     ("dry 10 °C/50 %", Atmosphere(10.0, 50.0)),
     ("temperate 20 °C/60 %", Atmosphere(20.0, 60.0)),
@@ -74,8 +73,8 @@ def command(config: str, sets: tuple[str, ...], as_json: bool) -> None:
         for index, (name, atm) in enumerate(atmospheres):
             lb = link_budget(optics, atm, area, fire.range_m)
             in_view = fire.range_m <= horizon
-            r_day = min(max_detectable_range_m(optics, atm, area, DAY_CRITERION_K), horizon)
-            r_night = min(max_detectable_range_m(optics, atm, area, NIGHT_CRITERION_K), horizon)
+            r_day = min(max_detectable_range_m(optics, atm, area, CRITERION_DAY_K), horizon)
+            r_night = min(max_detectable_range_m(optics, atm, area, CRITERION_NIGHT_K), horizon)
             rows.append(
                 {
                     "fire_size_m": fire.size_m,
@@ -85,8 +84,8 @@ def command(config: str, sets: tuple[str, ...], as_json: bool) -> None:
                     "transmittance": lb.transmittance,
                     "delta_t_worst_k": lb.delta_t_worst_k,
                     "delta_t_mean_k": lb.delta_t_mean_k,
-                    "day_ok": in_view and lb.delta_t_worst_k >= DAY_CRITERION_K,
-                    "night_ok": in_view and lb.delta_t_worst_k >= NIGHT_CRITERION_K,
+                    "day_ok": in_view and lb.delta_t_worst_k >= CRITERION_DAY_K,
+                    "night_ok": in_view and lb.delta_t_worst_k >= CRITERION_NIGHT_K,
                     "beyond_horizon": not in_view,
                     "max_range_day_m": r_day,
                     "max_range_night_m": r_night,
@@ -107,7 +106,7 @@ def command(config: str, sets: tuple[str, ...], as_json: bool) -> None:
                     "hfov_deg": cam.hfov_deg,
                     "vfov_deg": cam.vfov_deg,
                 },
-                "criteria_k": {"day": DAY_CRITERION_K, "night": NIGHT_CRITERION_K},
+                "criteria_k": {"day": CRITERION_DAY_K, "night": CRITERION_NIGHT_K},
                 "horizon_m": None if math.isinf(horizon) else horizon,
                 "required_range_m": cfg.coverage.required_range_m,
                 "rows": rows,
@@ -121,7 +120,7 @@ def command(config: str, sets: tuple[str, ...], as_json: bool) -> None:
             names = ", ".join(
                 f"{r['fire_size_m']:g} m @ {r['fire_range_m'] / 1000:g} km" for r in failed
             )
-            click.echo(f"FAIL in today's air (day criterion {DAY_CRITERION_K:g} K): {names}")
+            click.echo(f"FAIL in today's air (day criterion {CRITERION_DAY_K:g} K): {names}")
         if required_beyond_horizon:
             click.echo(
                 f"FAIL: required range {cfg.coverage.required_range_m / 1000:g} km lies beyond "
