@@ -221,12 +221,16 @@ class SerialLink:
             # termios.error (e.g. tcdrain on a vanished pty or unplugged USB adapter) is
             # not an OSError, and must not end the worker thread for good
             except (serial.SerialException, OSError, termios.error) as exc:
+                # not connected from the moment the loss is counted, so nobody who sees the
+                # count can still send into the dead port
+                self._connected.clear()
                 self._health.error(f"{self.label}: connection lost: {exc}", "disconnects")
                 self._health.set_state(DriverState.CONNECTING)
                 _log.warning("serial_lost", device=self.label, port=self._url, error=str(exc))
             except Exception as exc:  # noqa: BLE001 - logged with traceback just below
                 # The worker's outer boundary: a decoder or hook bug is logged with its
                 # traceback, counted, and the port reopened; the worker never ends.
+                self._connected.clear()
                 self._health.error(
                     f"{self.label}: worker failed: {type(exc).__name__}: {exc}", "worker_failures"
                 )

@@ -195,7 +195,7 @@ def _make_driver(cfg: TowerConfig, section: str) -> Any:
 
     settings = getattr(cfg, section)
     return driver_module(section, settings.type).Driver(
-        settings, FileSecretStore(cfg.secrets_directory())
+        settings, FileSecretStore.from_config(cfg)
     )
 
 
@@ -397,7 +397,7 @@ def check_broker(cfg: TowerConfig, timeout_s: float) -> list[Check]:
 
     m = cfg.mqtt
     label = f"broker {m.host}:{m.port}"
-    secrets = FileSecretStore(cfg.secrets_directory())
+    secrets = FileSecretStore.from_config(cfg)
     # A distinct id, so the daemon's own session (and its queued messages) is left alone.
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,

@@ -65,7 +65,7 @@ class HeadAccess:
             settings: Any = self.cfg.ptz
             try:
                 driver = driver_module("ptz", settings.type).Driver(
-                    settings, FileSecretStore(self.cfg.secrets_directory())
+                    settings, FileSecretStore.from_config(self.cfg)
                 )
                 driver.open()
             except DriverError as exc:

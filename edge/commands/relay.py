@@ -84,7 +84,7 @@ def _direct(cfg: Any, on_s: float) -> dict[str, Any]:
     settings: Any = cfg.relay
     try:
         driver = driver_module("relay", settings.type).Driver(
-            settings, FileSecretStore(cfg.secrets_directory())
+            settings, FileSecretStore.from_config(cfg)
         )
         driver.open()
     except DriverError as exc:

@@ -182,7 +182,7 @@ def county(
         cfg = plan.cfg
         try:
             spec: TowerSpec = tower_spec(cfg, plan.config_path,
-                                         FileSecretStore(cfg.secrets_directory()))  # fmt: skip
+                                         FileSecretStore.from_config(cfg))  # fmt: skip
             if port_base == 0:
                 spec = _on_free_ports(spec)
             t = cfg.tower

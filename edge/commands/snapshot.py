@@ -47,7 +47,7 @@ def _read_frame(cfg: TowerConfig, section: str, timeout_s: float) -> Any:
 
     settings: Any = getattr(cfg, section)
     driver = driver_module(section, settings.type).Driver(
-        settings, FileSecretStore(cfg.secrets_directory())
+        settings, FileSecretStore.from_config(cfg)
     )
     try:
         driver.open()
