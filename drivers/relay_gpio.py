@@ -82,7 +82,7 @@ class Driver(DriverBase):
         """State of the worker thread shared with the character-device driver."""
         self._health = HealthTracker("relay")
         self._lock = threading.Lock()
-        self._rules = OutputRules(settings.max_on_s, settings.min_on_s)
+        self._rules = OutputRules(settings.hardware_max_on_s, settings.min_on_s)
         self._confirmed: bool | None = None
         self._ready = False
         self._ever_ready = False

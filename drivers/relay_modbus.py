@@ -49,7 +49,7 @@ class Driver(SerialDriver):
         super().__init__("relay", settings)
         self.settings = settings
         self._lock = threading.Lock()
-        self._rules = OutputRules(settings.max_on_s, settings.min_on_s)
+        self._rules = OutputRules(settings.hardware_max_on_s, settings.min_on_s)
         self._confirmed: bool | None = None
         self._next_attempt = 0.0
         self._last_verify = 0.0

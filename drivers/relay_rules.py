@@ -1,4 +1,9 @@
-"""On-time and hold rules shared by the relay drivers: what the output should be right now."""
+"""Hardware timing limits shared by the relay drivers: what the output should be right now.
+
+The alarm's on-time and hold belong to the daemon (``alarm_output``); a driver only
+enforces what the wired equipment itself demands, and the config refuses values of the
+two that would disagree (``edge.config``).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,15 @@ from drivers.base import StrictSettings
 
 
 class RelayTimingSettings(StrictSettings):
-    """Timing rules every relay output obeys, whatever drives it."""
+    """Limits of the wired equipment, kept even if the daemon stalls with the output on."""
 
-    max_on_s: float | None = Field(
+    hardware_max_on_s: float | None = Field(
         None,
         gt=0.0,
         le=86400.0,
-        description="turn the output off by itself after this long on (siren limit); "
-        "null holds it until told otherwise",
+        description="equipment protection: the output opens by itself after this long on "
+        "(a siren's rated duty, a pump's dry-run limit), whatever the daemon asks; null = no "
+        "such limit. The alarm's on-time is alarm_output.on_time_s",
     )
     min_on_s: float = Field(
         0.0,
@@ -26,8 +32,11 @@ class RelayTimingSettings(StrictSettings):
 
     @model_validator(mode="after")
     def _max_covers_min(self) -> RelayTimingSettings:
-        if self.max_on_s is not None and self.max_on_s < self.min_on_s:
-            raise ValueError("max_on_s must be ≥ min_on_s")
+        if self.hardware_max_on_s is not None and self.hardware_max_on_s < self.min_on_s:
+            raise ValueError(
+                f"hardware_max_on_s ({self.hardware_max_on_s:g} s) must be ≥ min_on_s "
+                f"({self.min_on_s:g} s)"
+            )
         return self
 
 
@@ -35,11 +44,11 @@ class OutputRules:
     """The commanded state, shaped by the timing rules. Times are monotonic seconds.
 
     ``set_output(True)`` closes the output; it opens again when commanded off (but not
-    before ``min_on_s``) or after ``max_on_s`` on, whichever comes first.
+    before ``min_on_s``) or after ``hardware_max_on_s`` on, whichever comes first.
     """
 
-    def __init__(self, max_on_s: float | None, min_on_s: float) -> None:
-        self.max_on_s = max_on_s
+    def __init__(self, hardware_max_on_s: float | None, min_on_s: float) -> None:
+        self.hardware_max_on_s = hardware_max_on_s
         self.min_on_s = min_on_s
         self._requested = False
         self._on_since: float | None = None
@@ -58,7 +67,8 @@ class OutputRules:
         """What the output must be at ``now`` (may end an expired on-time)."""
         on_for = None if self._on_since is None else now - self._on_since
         if self._requested:
-            if self.max_on_s is not None and on_for is not None and on_for >= self.max_on_s:
+            limit_s = self.hardware_max_on_s
+            if limit_s is not None and on_for is not None and on_for >= limit_s:
                 self._requested = False
                 self._on_since = None
                 self.expirations += 1

@@ -28,6 +28,7 @@ from pydantic import (
 
 from drivers.base import StrictSettings
 from drivers.registry import UnknownDriver, driver_module
+from drivers.relay_rules import RelayTimingSettings
 from edge.yamlsource import KeyPath, YamlDocument, dotted, load_yaml_file
 
 DEVICE_SECTIONS: dict[str, bool] = {
@@ -47,6 +48,14 @@ class ConfigError(Exception):
     def __init__(self, problems: Sequence[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = list(problems)
+
+
+class KeysConflict(ValueError):
+    """Two keys of different sections disagree; reported at ``key_path``."""
+
+    def __init__(self, key_path: KeyPath, message: str) -> None:
+        super().__init__(message)
+        self.key_path = key_path
 
 
 # --------------------------------------------------------------------------- sections
@@ -275,6 +284,44 @@ class AlarmOutputSettings(StrictSettings):
     )
 
 
+def relay_output_conflict(output: AlarmOutputSettings, relay: RelayTimingSettings) -> None:
+    """Refuse relay timings that would disagree with alarm_output, naming both keys.
+
+    alarm_output owns when the contact opens; the driver's limits are the equipment's.
+    If the equipment opened the contact first, the daemon would count it closed, so the
+    alarm's on-time must end within the hardware limit and last at least the minimum.
+    """
+    limit_s = relay.hardware_max_on_s
+    if limit_s is not None and output.on_time_s == 0.0:
+        raise KeysConflict(
+            ("alarm_output", "on_time_s"),
+            f"alarm_output.on_time_s 0 holds the contact until relay-reset, but "
+            f"relay.hardware_max_on_s opens it after {limit_s:g} s; set "
+            f"alarm_output.on_time_s to at most {limit_s:g} or remove relay.hardware_max_on_s",
+        )
+    if limit_s is not None and output.on_time_s > limit_s:
+        raise KeysConflict(
+            ("alarm_output", "on_time_s"),
+            f"alarm_output.on_time_s ({output.on_time_s:g} s) is longer than "
+            f"relay.hardware_max_on_s ({limit_s:g} s) lets the contact stay closed; "
+            "lower the first or raise the second",
+        )
+    if limit_s is not None and output.hold_while_open:
+        raise KeysConflict(
+            ("alarm_output", "hold_while_open"),
+            f"alarm_output.hold_while_open keeps the contact closed while an alarm is open, "
+            f"longer than relay.hardware_max_on_s ({limit_s:g} s) allows; set "
+            "alarm_output.hold_while_open to false or remove relay.hardware_max_on_s",
+        )
+    if 0.0 < output.on_time_s < relay.min_on_s:
+        raise KeysConflict(
+            ("alarm_output", "on_time_s"),
+            f"alarm_output.on_time_s ({output.on_time_s:g} s) is shorter than "
+            f"relay.min_on_s ({relay.min_on_s:g} s), which keeps the contact closed longer; "
+            "raise the first or lower the second",
+        )
+
+
 class GeolocationSettings(StrictSettings):
     sigma_pan_deg: float = Field(0.05, ge=0.0, le=5.0, description="pan accuracy after calibration")
     sigma_tilt_deg: float = Field(0.05, ge=0.0, le=5.0, description="tilt accuracy")
@@ -369,6 +416,12 @@ class TowerConfig(StrictSettings):
     storage: StorageSettings = StorageSettings()
     logging: LoggingSettings = LoggingSettings()
     secrets: SecretsSettings = SecretsSettings()
+
+    @model_validator(mode="after")
+    def _one_relay_rule(self) -> TowerConfig:
+        if isinstance(self.relay, RelayTimingSettings):
+            relay_output_conflict(self.alarm_output, self.relay)
+        return self
 
     def secrets_directory(self) -> Path | None:
         if self.secrets.directory is not None:
@@ -466,6 +519,9 @@ def _report(
         )
         # pydantic puts model-level (after-validator) errors at the model's own loc
         full = (*prefix, *loc)
+        conflict = error.get("ctx", {}).get("error")
+        if isinstance(conflict, KeysConflict):
+            full = (*prefix, *conflict.key_path)
         where = _where(full, doc, overrides)
         message = _describe(error, model, loc)
         if error["type"] == "value_error":

@@ -41,7 +41,9 @@ class FrameStreamServer:
     """Serves each client the stream it asked for at ``fps`` frames per wall second.
 
     Fault switches for tests: ``drop()`` closes every connection and refuses new ones
-    until ``restore()``; ``stall()`` keeps connections open but stops sending.
+    until ``restore()``; ``stall()`` keeps connections open but stops sending;
+    ``stamp_step_s`` is added to every frame's timestamp, as a camera whose own clock
+    was stepped (the world and the head keep the tower's time).
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class FrameStreamServer:
         self._accept_thread: threading.Thread | None = None
         self.port = port
         self.frames_sent = 0
+        self.stamp_step_s = 0.0
 
     def start(self) -> None:
         self._stop.clear()
@@ -145,7 +148,7 @@ class FrameStreamServer:
                         kind,
                         frame.image,
                         seq,
-                        frame.t,
+                        frame.t + self.stamp_step_s,
                         pan_deg=frame.pan_deg,
                         tilt_deg=frame.tilt_deg,
                         hfov_deg=frame.hfov_deg,

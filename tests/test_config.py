@@ -140,3 +140,38 @@ def test_config_show_prints_every_device_section_in_full(name: str, tmp_path: Pa
     again = tmp_path / "shown.yaml"
     again.write_text(result.output, encoding="utf-8")
     assert load_config(again) == cfg
+
+
+@pytest.mark.parametrize(
+    ("sets", "key", "other"),
+    [
+        (["relay.hardware_max_on_s=600"], "alarm_output.on_time_s", "relay.hardware_max_on_s"),
+        (["relay.hardware_max_on_s=600", "alarm_output.on_time_s=900",
+          "alarm_output.hold_while_open=false"],
+         "alarm_output.on_time_s", "relay.hardware_max_on_s"),
+        (["relay.hardware_max_on_s=600", "alarm_output.on_time_s=300"],
+         "alarm_output.hold_while_open", "relay.hardware_max_on_s"),
+        (["relay.min_on_s=5", "alarm_output.on_time_s=3"], "alarm_output.on_time_s",
+         "relay.min_on_s"),
+    ],
+    ids=["hold-until-reset", "longer-than-hardware", "hold-while-open", "below-minimum"],
+)  # fmt: skip
+def test_relay_timings_that_disagree_with_alarm_output_are_refused_naming_both_keys(
+    tmp_path: Path, sets: list[str], key: str, other: str
+) -> None:
+    path = _write(tmp_path, BASE)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, sets)
+    [problem] = caught.value.problems
+    assert f": {key}: " in problem and other in problem, problem
+
+
+def test_one_relay_rule_when_the_timings_agree(tmp_path: Path) -> None:
+    path = _write(tmp_path, BASE)
+    cfg = load_config(path, ["relay.hardware_max_on_s=600", "alarm_output.on_time_s=300",
+                             "alarm_output.hold_while_open=false"])  # fmt: skip
+    assert cfg.alarm_output.on_time_s == 300.0
+    assert getattr(cfg.relay, "hardware_max_on_s", None) == 600.0
+    with pytest.raises(ConfigError, match="unknown key") as caught:
+        load_config(path, ["relay.max_on_s=600"])  # the old driver key is gone
+    assert "relay.max_on_s" in caught.value.problems[0]

@@ -58,7 +58,7 @@ def relay(board: RelayBoardSimulator) -> Iterator[relay_modbus.Driver]:
 
 
 def test_rules_close_on_command_and_open_on_command() -> None:
-    rules = OutputRules(max_on_s=None, min_on_s=0.0)
+    rules = OutputRules(hardware_max_on_s=None, min_on_s=0.0)
     assert rules.desired(0.0) is False
     rules.command(True, 1.0)
     assert rules.desired(1000.0) is True  # held until told otherwise
@@ -66,8 +66,8 @@ def test_rules_close_on_command_and_open_on_command() -> None:
     assert rules.desired(1000.0) is False
 
 
-def test_rules_end_an_on_time_and_honour_a_minimum_on_time() -> None:
-    rules = OutputRules(max_on_s=60.0, min_on_s=5.0)
+def test_rules_end_at_the_hardware_limit_and_honour_a_minimum_on_time() -> None:
+    rules = OutputRules(hardware_max_on_s=60.0, min_on_s=5.0)
     rules.command(True, 0.0)
     assert rules.desired(59.9) is True
     assert rules.desired(60.0) is False and rules.expirations == 1
@@ -81,8 +81,8 @@ def test_rules_end_an_on_time_and_honour_a_minimum_on_time() -> None:
 
 
 def test_settings_refuse_a_maximum_below_the_minimum() -> None:
-    with pytest.raises(ValueError, match="max_on_s"):
-        modbus_settings("/dev/null", max_on_s=1.0, min_on_s=2.0)
+    with pytest.raises(ValueError, match="hardware_max_on_s"):
+        modbus_settings("/dev/null", hardware_max_on_s=1.0, min_on_s=2.0)
 
 
 # ------------------------------------------------------------------ Modbus RTU
@@ -103,8 +103,8 @@ def test_set_output_closes_and_opens_the_coil(
     assert relay.health().counters["writes"] >= 2
 
 
-def test_on_time_limit_opens_the_coil_by_itself(board: RelayBoardSimulator) -> None:
-    with relay_modbus.Driver(modbus_settings(board.port_path, max_on_s=0.3)) as relay:
+def test_hardware_limit_opens_the_coil_by_itself(board: RelayBoardSimulator) -> None:
+    with relay_modbus.Driver(modbus_settings(board.port_path, hardware_max_on_s=0.3)) as relay:
         relay.set_output(True)
         wait_until(lambda: board.coil(3))
         wait_until(lambda: not board.coil(3), timeout_s=2.0)

@@ -1,9 +1,10 @@
-"""The running daemon under hostile commands and a corrupt outbox (issue: reliability).
+"""The running daemon under hostile commands, a corrupt outbox and alarm book (reliability).
 
 A simulated tower and `towerwatch run` as separate processes, a real broker: every
-hostile command gets a clear refusal or a bounded answer, the daemon starts on a corrupt
-outbox (moved aside, reported as `degraded`), and a valid test alarm afterwards still
-produces its alarm and reply.
+hostile command (rechecks at the tower itself, its antipode or out of range included)
+gets a clear refusal or a bounded answer, the daemon starts on a corrupt outbox and a
+corrupt alarm book (both moved aside, reported as `degraded`), and a valid test alarm
+afterwards still produces its alarm and reply.
 """
 
 from __future__ import annotations
@@ -37,12 +38,13 @@ def _replies(hub: MqttCollector, verb: str) -> list[dict[str, object]]:
     return [m.json() for m in hub.messages(f"{ROOT_TOPIC}/cmd/{verb}/reply")]
 
 
-def test_hostile_commands_and_a_corrupt_outbox_leave_the_tower_serving(
+def test_hostile_commands_and_corrupt_state_files_leave_the_tower_serving(
     mqtt_broker: MosquittoBroker, tmp_path: Path
 ) -> None:
     state = tmp_path / "state"
     state.mkdir()
     (state / "outbox.sqlite").write_bytes(b"\x00not a database after a power cut" * 64)
+    (state / "alarms.json").write_bytes(b'{"format": 1, "open": [\xff')  # one bad byte, cut
     sender = _client(mqtt_broker)
     # Left on the broker by a careless hub: must not run at start.
     sender.publish(f"{ROOT_TOPIC}/cmd/test-alarm", b'{"request_id": "stale-retained"}', qos=1,
@@ -57,6 +59,7 @@ def test_hostile_commands_and_a_corrupt_outbox_leave_the_tower_serving(
             ).json()
             assert status["state"] == "degraded"
             assert any("moved to outbox.sqlite.corrupt-" in r for r in status["reasons"])
+            assert any("alarm book" in r and "alarms.json.corrupt" in r for r in status["reasons"])
             retained = hub.wait_one(f"{ROOT_TOPIC}/cmd/test-alarm/reply", 30).json()
             assert retained["request_id"] == "stale-retained"
             assert retained["ok"] is False and "retained" in str(retained["error"])
@@ -73,6 +76,24 @@ def test_hostile_commands_and_a_corrupt_outbox_leave_the_tower_serving(
                 sender.publish(f"{ROOT_TOPIC}/cmd/{verb}", payload, qos=1).wait_for_publish(10)
             hub.wait_for(f"{ROOT_TOPIC}/cmd/goto/reply", 30, count=len(hostile))
             assert all(r["ok"] is False for r in _replies(hub, "goto"))
+
+            # The tower publishes its own position; its antipode has no geodesic; the
+            # third lies ~68 km east, beyond geolocation.max_range_m (30 km).
+            rechecks = {
+                "own-position": (46.9, 20.1, "own position"),
+                "antipode": (-46.9, -159.9, "geolocation.max_range_m"),
+                "too-far": (46.9, 21.0, "geolocation.max_range_m"),
+            }
+            for rid, (lat, lon, _) in rechecks.items():
+                sender.publish(f"{ROOT_TOPIC}/cmd/recheck",
+                               json.dumps({"request_id": rid, "lat": lat, "lon": lon}),
+                               qos=1).wait_for_publish(10)  # fmt: skip
+            hub.wait_for(f"{ROOT_TOPIC}/cmd/recheck/reply", 30, count=len(rechecks))
+            by_id = {r["request_id"]: r for r in _replies(hub, "recheck")}
+            for rid, (_, _, reason) in rechecks.items():
+                assert by_id[rid]["ok"] is False, by_id[rid]
+                assert reason in str(by_id[rid]["error"]), by_id[rid]["error"]
+            assert run.daemon is not None and run.daemon.poll() is None
             hub.clear()
 
             burst = [
@@ -116,6 +137,7 @@ def test_hostile_commands_and_a_corrupt_outbox_leave_the_tower_serving(
             assert alarm["schema"] == "towerwatch.alarm/1"
             assert run.daemon is not None and run.daemon.poll() is None
             assert list(state.glob("outbox.sqlite.corrupt-*"))
+            assert (state / "alarms.json.corrupt").exists()
         finally:
             sender.loop_stop()
             sender.disconnect()
