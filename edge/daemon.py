@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import queue
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from edge.alarms import AlarmBook
 from edge.clock import Clock, RunDeadline, clock_for
 from edge.config import TowerConfig
 from edge.confirm import ConfirmationScan, Verdict, warm_up_detection
+from edge.control import status_document
 from edge.detection import Candidate, DetectionContext, ThermalStage
 from edge.devices import Devices, build_devices
 from edge.fire_reporter import FireReporter
@@ -43,12 +45,14 @@ from edge.messages import (
     RecheckCommand,
     RelayResetCommand,
     TestAlarmCommand,
+    parse_command,
 )
 from edge.patrol import PatrolPlan, approach_waypoints
 from edge.ptz_worker import PtzWorker
 from edge.secrets import FileSecretStore
 from edge.status_reporter import StatusReporter
 from edge.topics import CommandVerb
+from edge.tower_control import TowerControl
 from edge.uplink import Uplink
 
 log = structlog.get_logger(__name__)
@@ -59,6 +63,9 @@ ARRIVAL_TOLERANCE_DEG = 0.05  # head position within this of the target: arrived
 FRAME_T_MIN_S = 946_684_800.0  # 2000-01-01
 FRAME_T_MAX_S = 4_102_444_800.0  # 2100-01-01
 MOVE_TIMEOUT_S = 30.0  # tower time allowed for a slew before the look is abandoned
+# The control socket's status is refreshed this often (wall time): a technician on the
+# mast sees the head move, the CLI should too.
+CONTROL_REFRESH_S = 1.0
 
 
 class TowerDaemon:
@@ -110,6 +117,11 @@ class TowerDaemon:
         self.first_frame_t: float | None = None
         self.site = TowerSite(cfg.tower.lat, cfg.tower.lon, cfg.tower.camera_altitude_m)
         self.terrain = self._load_terrain()
+        self.control = TowerControl(cfg, self.site)
+        self._head_was_paused = False
+        self._control_refreshed_mono: float | None = None
+        self._last_status: Any = None
+        self._started_wall_mono = time.monotonic()
         # The one command table: verb → payload model (edge.messages) → handler here.
         self._command_handlers: dict[CommandVerb, Callable[[Any, float], None]] = {
             CommandVerb.RECHECK: self._recheck,
@@ -139,6 +151,8 @@ class TowerDaemon:
         self.uplink.start()
         self.uplink.subscribe_commands(self.handle_command)
         self.fires.resume()
+        self._refresh_control()
+        self.control.start(self.devices, self._control_command)
         sdnotify.ready()
         log.info("daemon started", tower=cfg.tower.id, stops=len(self.looks.patrol.stops),
                  hfov_deg=round(cfg.camera.hfov_deg, 3))  # fmt: skip
@@ -149,6 +163,7 @@ class TowerDaemon:
             sdnotify.stopping()
             log.info("daemon stopping", counters=self.counters)
             self._publish_status()  # the final counters, before `offline`
+            self.control.stop()
             self.ptz.stop()
             self.uplink.stop()
             self.devices.close_all()
@@ -237,6 +252,7 @@ class TowerDaemon:
             log.info("first frame", startup_s=round(mono - self.status.started_mono, 3))
         self.deadline.frame(now, mono)
         self.counters["frames"] += 1
+        self.control.count_frame()
         if frame.shutter:
             self.counters["frames_shutter"] += 1  # NUC in progress: the frame is not a scene
             return
@@ -245,6 +261,8 @@ class TowerDaemon:
             return
         # only a frame the detectors can use keeps the camera "fresh" (status, watchdog)
         self.status.frame_seen()
+        if self._head_paused(now):
+            return
         look = self.look or self._next_look(now)
         if look is None:
             return
@@ -253,7 +271,11 @@ class TowerDaemon:
         if now - (look.arrived_at or now) < look.settle_s:
             return
         pose = self._frame_pose(frame, look)
+        if self._camera_frozen(frame, look):
+            return
         look.frames_used += 1
+        if look.kind == LookKind.PATROL and look.frames_used == 1 and self.cfg.known_sources:
+            self.control.watch_drift(frame, now, pose[0], pose[1])
         if look.probe is not None:
             look.probe.poll()
         if look.scan is not None:
@@ -278,6 +300,45 @@ class TowerDaemon:
             return status.pan_deg, status.tilt_deg, status.hfov_deg
         return look.pan_deg, look.tilt_deg, look.hfov_deg
 
+    # ------------------------------------------------------------------ field tools
+
+    def _head_paused(self, now: float) -> bool:
+        """True while a field tool holds the head; the current look restarts afterwards."""
+        paused = self.control.head_pause.paused()
+        look = self.look
+        if paused != self._head_was_paused:
+            log.info("head paused by a field tool" if paused else "head handed back to the patrol",
+                     **self.control.head_pause.state())  # fmt: skip
+            self._head_was_paused = paused
+            if not paused and look is not None:
+                look.request_id = None  # the tool moved the head: go to the look's pose again
+        if paused:
+            return True
+        if look is not None and look.request_id is None:
+            # A look chosen or interrupted during the pause moves the head only now.
+            self.look = None
+            self._start_look(look, now)
+        return False
+
+    def _camera_frozen(self, frame: Frame, look: Look) -> bool:
+        """Identical frames at different head poses: restart the thermal source."""
+        assert self.ptz is not None and self.devices is not None
+        # The head's own reading, not the frame's metadata: a frozen stream repeats both.
+        status = self.ptz.reading().status
+        pan, tilt = (status.pan_deg, status.tilt_deg) if status else (look.pan_deg, look.tilt_deg)
+        if not self.control.frame_frozen(frame, pan, tilt):
+            return False
+        log.error("thermal camera frozen: restarting the frame source",
+                  restarts=self.control.frozen_restarts)  # fmt: skip
+        self.devices.thermal.close()
+        self.devices.thermal.open()
+        self.look = None
+        return True
+
+    def _control_command(self, verb: str, payload: bytes) -> dict[str, Any]:
+        """The control socket's `command` (control thread): the hub's path, same checks."""
+        return dict(self.handle_command(parse_command(verb, payload)))
+
     # ------------------------------------------------------------------ looks
 
     def _start_look(self, look: Look, now: float) -> None:
@@ -296,6 +357,11 @@ class TowerDaemon:
         if look.kind in SCANNED_KINDS and look.scan is None and look.candidate is not None:
             look.scan = ConfirmationScan(self.detection, look.candidate,
                                          self.cfg.confirmation.persistence_fraction)  # fmt: skip
+        if self.control.head_pause.paused():
+            # A technician holds the head: the look waits and moves it once released.
+            look.request_id = None
+            self.look = look
+            return
         look.request_id = self.ptz.move_to(look.waypoints[0], look.tilt_deg, look.hfov_deg)
         self.look = look
         log.debug("look", kind=look.kind, pan_deg=round(look.pan_deg, 3),
@@ -477,10 +543,20 @@ class TowerDaemon:
             self.fires.housekeeping(now)
         if self.status.status_due():
             self._publish_status()
+        mono = time.monotonic()
+        last = self._control_refreshed_mono
+        if last is None or mono - last >= CONTROL_REFRESH_S:
+            self._refresh_control()
         if self.status.watchdog_due():
             sdnotify.watchdog()
 
     def _publish_status(self) -> None:
+        status = self._status_message()
+        assert self.uplink is not None
+        self.uplink.publish_status(status)
+        sdnotify.status(f"{status.state}: {', '.join(status.reasons) or 'all sensors ok'}")
+
+    def _status_message(self) -> Any:
         assert self.devices is not None and self.uplink is not None and self.ptz is not None
         gnss = self.devices.gnss
         problems: list[str] = []
@@ -493,6 +569,7 @@ class TowerDaemon:
         uplink = self.uplink.counters()
         if uplink.outbox_recovered:
             problems.append(str(uplink.outbox_recovered))
+        problems.extend(self._field_problems())
         status = self.status.message(
             now=self.clock.now(),
             health=self.devices.health(),
@@ -503,5 +580,71 @@ class TowerDaemon:
             patrol_cycle_s=self.looks.patrol_cycle_s,
             problems=tuple(problems),
         )
-        self.uplink.publish_status(status)
-        sdnotify.status(f"{status.state}: {', '.join(status.reasons) or 'all sensors ok'}")
+        self._last_status = status
+        return status
+
+    def _field_problems(self) -> list[str]:
+        """Reasons from the drift watch and the frozen-camera check."""
+        problems: list[str] = []
+        drift = self.control.drift_report()
+        if drift.degraded:
+            assert drift.pan_offset_deg is not None and drift.tilt_offset_deg is not None
+            problems.append(
+                f"drift: pointing off by pan {drift.pan_offset_deg:+.3f}°, tilt "
+                f"{drift.tilt_offset_deg:+.3f}° from {drift.sightings} sightings of "
+                f"{drift.sources} known sources (threshold {drift.threshold_deg:g}°); "
+                "apply with `towerwatch calibrate apply-drift`"
+            )
+        if self.control.frozen_reason is not None:
+            problems.append(self.control.frozen_reason)
+        return problems
+
+    def _refresh_control(self) -> None:
+        """Hand the control socket a fresh status document (read on its own threads)."""
+        assert self.devices is not None and self.uplink is not None and self.ptz is not None
+        self._control_refreshed_mono = time.monotonic()
+        status = self._last_status or self._status_message()
+        uplink = self.uplink.counters()
+        head = self.ptz.reading().status
+        pause = self.control.head_pause.state()
+        look = self.look
+        patrol: dict[str, Any] = {
+            "pan_deg": None if head is None else head.pan_deg,
+            "tilt_deg": None if head is None else head.tilt_deg,
+            "cycle_s": self.looks.patrol_cycle_s,
+            "look": None if look is None else str(look.kind),
+            "paused": pause["paused"],
+            "paused_by": pause.get("owner"),
+        }
+        alarms: list[Mapping[str, Any]] = [
+            {
+                "alarm_id": a.alarm_id,
+                "seq": a.seq,
+                "state": a.state,
+                "bearing_deg": a.observation.bearing_deg,
+                "first_seen": a.first_seen,
+                "last_seen": a.last_seen,
+            }  # fmt: skip
+            for a in self.alarms.open_alarms()
+        ]
+        document = status_document(
+            tower_id=self.cfg.tower.id,
+            state=status.state,
+            reasons=list(status.reasons),
+            uptime_s=time.monotonic() - self._started_wall_mono,
+            devices=self.devices.health(),
+            broker={
+                "connected": uplink.connected,
+                "last_error": uplink.last_error,
+                "reconnects": uplink.reconnects,
+            },  # fmt: skip
+            outbox_depth=uplink.outbox_depth,
+            patrol=patrol,
+            detection_range_m=status.detection_range_m,
+            open_alarms=alarms,
+            frame_rate_hz=self.control.frame_rate_hz,
+            drift=self.control.drift_report().as_dict(),
+        )
+        document["frozen_camera_restarts"] = self.control.frozen_restarts
+        document["counters"] = dict(self.counters)
+        self.control.publish(document)

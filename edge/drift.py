@@ -28,7 +28,13 @@ import numpy as np
 from drivers.ptz_calibration import PtzCalibration
 from edge.calibration import true_pose
 from edge.geodesy import DEFAULT_REFRACTION_K
-from edge.geolocation import Lens, TowerSite, bearing_elevation_to, pixel_bearing_elevation
+from edge.geolocation import (
+    Lens,
+    TowerSite,
+    bearing_elevation_pixel,
+    bearing_elevation_to,
+    pixel_bearing_elevation,
+)
 
 # Twice the pointing accuracy geolocation assumes (geolocation.sigma_pan_deg = 0.05°):
 # below it a drift is within what the error ellipses already allow for.
@@ -36,6 +42,9 @@ DRIFT_THRESHOLD_DEG = 0.1
 # A hotspot farther than this from where a known source should be is something else
 # (a pumping unit beside a flare, a vehicle), not evidence of drift.
 SIGHTING_GATE_DEG = 1.0
+# A known heat source stands out of the land around it by far more than this; a
+# smaller peak in the search window is the background, not the source.
+SIGHTING_CONTRAST_K = 8.0
 
 
 def _wrap180(angle_deg: float) -> float:
@@ -156,6 +165,49 @@ class DriftWatch:
             return False
         self._offsets.append((sighting.source, d_pan, d_tilt))
         return True
+
+    def sightings_in_frame(
+        self,
+        image: np.ndarray,
+        t: float,
+        pan_raw_deg: float,
+        tilt_raw_deg: float,
+        contrast_k: float = SIGHTING_CONTRAST_K,
+    ) -> list[DriftSighting]:
+        """Known points found hot in a frame taken at a raw head reading.
+
+        Each point in view is searched for within ``gate_deg`` of where the calibration
+        puts it; a peak ``contrast_k`` above the window's median counts, at the centroid
+        of the pixels above half its contrast.
+        """
+        height_px, width_px = image.shape[:2]
+        pose = true_pose(self.calibration, pan_raw_deg, tilt_raw_deg)
+        gate_px = max(2, int(math.ceil(math.radians(self.gate_deg) * self.lens.focal_length_px)))
+        found: list[DriftSighting] = []
+        for name, (az, el) in self._expected.items():
+            u, v = bearing_elevation_pixel(az, el, pose, self.lens)
+            u_px, v_px = float(u), float(v)
+            if not (math.isfinite(u_px) and math.isfinite(v_px)):
+                continue
+            if not (0 <= u_px < width_px and 0 <= v_px < height_px):
+                continue
+            u0, u1 = max(0, int(u_px) - gate_px), min(width_px, int(u_px) + gate_px + 1)
+            v0, v1 = max(0, int(v_px) - gate_px), min(height_px, int(v_px) + gate_px + 1)
+            window = np.asarray(image[v0:v1, u0:u1], dtype=np.float64)
+            background = float(np.median(window))
+            excess = window - background
+            peak = float(excess.max())
+            if not peak >= contrast_k:
+                continue
+            weights = np.where(excess >= peak / 2.0, excess, 0.0)
+            rows, cols = np.indices(window.shape)
+            total = float(weights.sum())
+            found.append(DriftSighting(
+                name, t, pan_raw_deg, tilt_raw_deg,
+                u0 + float((cols * weights).sum()) / total,
+                v0 + float((rows * weights).sum()) / total,
+            ))  # fmt: skip
+        return found
 
     def recalibrated(self, calibration: PtzCalibration) -> None:
         """A new calibration is in force: old sightings measured the old one."""

@@ -307,6 +307,7 @@ class Outbox:
         superseded_update = (
             "o.kind = 'alarm' AND o.state = 'updated' AND EXISTS (SELECT 1 FROM outbox n"
             " WHERE n.kind = 'alarm' AND n.state = 'updated' AND n.alarm_id = o.alarm_id"
+            " AND n.topic = o.topic"
             " AND n.row_id > o.row_id)"
         )
         for where in (superseded_update, "o.kind = 'snapshot'", "o.kind = 'status'"):

@@ -43,12 +43,29 @@ SNAPSHOT = TopicSpec(
     Direction.PUBLISH,
     "JPEG, thermal and visible side by side with the hotspot marked",
 )
+ALARM_STATE = TopicSpec(
+    "alarm/{alarm_id}/state",
+    1,
+    True,
+    Direction.PUBLISH,
+    "retained latest towerwatch.alarm/1 of an open alarm; deleted (empty) once it ends",
+)
 COMMAND = TopicSpec("cmd/{verb}", 1, False, Direction.SUBSCRIBE, "remote command from the hub")
 COMMAND_REPLY = TopicSpec(
     "cmd/{verb}/reply", 1, False, Direction.PUBLISH, "reply to a command: ok or a refusal reason"
 )
 
-TOPIC_TABLE: tuple[TopicSpec, ...] = (STATUS, ALARM, SNAPSHOT, COMMAND, COMMAND_REPLY)
+TOPIC_TABLE: tuple[TopicSpec, ...] = (
+    STATUS,
+    ALARM,
+    ALARM_STATE,
+    SNAPSHOT,
+    COMMAND,
+    COMMAND_REPLY,
+)
+
+# Alarm states after which an alarm is no longer open: its retained state is deleted.
+FINAL_ALARM_STATES = frozenset({"cleared", "test"})
 
 
 class CommandVerb(StrEnum):
@@ -99,6 +116,9 @@ class TowerTopics:
 
     def snapshot(self, alarm_id: str) -> str:
         return self.topic(SNAPSHOT, alarm_id=check_level(alarm_id, "alarm_id"))
+
+    def alarm_state(self, alarm_id: str) -> str:
+        return self.topic(ALARM_STATE, alarm_id=check_level(alarm_id, "alarm_id"))
 
     def command(self, verb: str) -> str:
         return self.topic(COMMAND, verb=verb)

@@ -204,6 +204,7 @@ class Uplink:
         self._inflight: dict[int, int] = {}
         self._handed_up_to = 0
         self._awaiting_resend = False
+        self._rehand_pending = False
         self._link_up = False
         # Counters: plain ints written by one thread each, read for status.
         self._published = 0
@@ -238,6 +239,7 @@ class Uplink:
         self._inflight = {}
         self._handed_up_to = 0
         self._awaiting_resend = False
+        self._rehand_pending = False
         self._link_up = False
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -354,20 +356,37 @@ class Uplink:
     def send_alarm(self, message: AlarmMessage) -> int:
         """Commit an alarm message to the outbox, then publish it; returns the outbox row id.
 
+        Each message goes on `alarm` and, retained, on `alarm/<id>/state`; a final state
+        (`cleared`, `test`) is followed by an empty retained message that deletes it.
+
         Raises OutboxError (naming the database path) when the message cannot be stored.
         """
         outbox = self._require_outbox()
-        row_id = outbox.put(
-            self.topics.alarm,
-            message.to_json().encode(),
-            qos=topic_table.ALARM.qos,
-            retain=topic_table.ALARM.retain,
-            kind=Kind.ALARM,
-            alarm_id=message.alarm_id,
-            seq=message.seq,
-            state=message.state,
-            created_s=self._clock(),
-        )
+        payload = message.to_json().encode()
+        created_s = self._clock()
+        state_topic = self.topics.alarm_state(message.alarm_id)
+        rows: list[tuple[str, bytes, topic_table.TopicSpec]] = [
+            (self.topics.alarm, payload, topic_table.ALARM),
+            (state_topic, payload, topic_table.ALARM_STATE),
+        ]
+        if message.state in topic_table.FINAL_ALARM_STATES:
+            # Rows go out in order on one session, so a subscriber sees the final state
+            # before the empty retained message deletes it from the broker.
+            rows.append((state_topic, b"", topic_table.ALARM_STATE))
+        row_id = 0
+        for topic, data, spec in rows:
+            put_id = outbox.put(
+                topic,
+                data,
+                qos=spec.qos,
+                retain=spec.retain,
+                kind=Kind.ALARM,
+                alarm_id=message.alarm_id,
+                seq=message.seq,
+                state=message.state,
+                created_s=created_s,
+            )
+            row_id = row_id or put_id
         self._events.put(_Event("wake"))
         return row_id
 
@@ -659,9 +678,12 @@ class Uplink:
                 self._last_error = f"{self._where}: uplink sender: {type(err).__name__}: {err}"
                 log.exception("uplink_sender_failed", where=self._where)
                 # Rows handed but not yet acknowledged are handed again from the oldest
-                # pending one (at-least-once; the hub de-duplicates).
+                # pending one (at-least-once; the hub de-duplicates), once the rows still
+                # in flight are acknowledged.
+                self._rehand_pending = True
                 if not self._inflight:
                     self._handed_up_to = 0
+                    self._rehand_pending = False
                 time.sleep(_FAILURE_PAUSE_S)
 
     def _supervise_network(self) -> None:
@@ -712,6 +734,9 @@ class Uplink:
                 self._acked += 1
             if not self._inflight:
                 self._awaiting_resend = False
+                if self._rehand_pending:
+                    self._handed_up_to = 0
+                    self._rehand_pending = False
 
     def _publish_latest_status(self) -> None:
         client = self._client

@@ -105,3 +105,30 @@ def test_a_live_camera_is_never_frozen() -> None:
     for i in range(20):
         frame = (scene + rng.normal(0, 0.05, scene.shape)).astype(np.float32)  # NETD noise
         assert not check.observe(frame, 90.0 + 5.5 * i, -0.3)
+
+
+def test_sightings_in_frame_measure_a_planted_pointing_offset() -> None:
+    site = TowerSite(41.1, 121.9, 45.0)
+    lens = Lens.from_physical(25.0, 12.0, 640, 512)
+    actual = PtzCalibration(pan_offset_deg=0.25, tilt_offset_deg=-0.15)  # the head moved
+    points = []
+    for name, bearing in (("flare", 100.0), ("chimney", 103.0)):
+        lat, lon = destination(site.lat, site.lon, bearing, 6000.0)
+        points.append(KnownPoint(name, float(lat), float(lon), 30.0))
+    watch = DriftWatch(site, PtzCalibration(), lens, points)
+    raw_pan, raw_tilt = actual.to_device(101.5, -0.3)
+    image = np.full((512, 640), 290.0)
+    for p in points:
+        az, el = bearing_elevation_to(site, p.lat, p.lon, p.height_m)
+        u, v = bearing_elevation_pixel(az, el, Pose(*actual.to_true(raw_pan, raw_tilt)), lens)
+        image[int(round(float(v))), int(round(float(u)))] = 600.0
+    for t in range(3):
+        for sighting in watch.sightings_in_frame(image, float(t), raw_pan, raw_tilt):
+            assert watch.add(sighting)
+    report = watch.report()
+    assert report.ready and report.degraded
+    assert report.pan_offset_deg is not None and report.tilt_offset_deg is not None
+    # one-pixel quantisation: 12 µm / 25 mm ≈ 0.03° per pixel
+    assert abs(report.pan_offset_deg - 0.25) < 0.04
+    assert abs(report.tilt_offset_deg + 0.15) < 0.04
+    assert watch.sightings_in_frame(np.full((512, 640), 290.0), 9.0, raw_pan, raw_tilt) == []

@@ -203,7 +203,8 @@ def test_alarms_arrive_in_order_and_leave_the_outbox(
     assert first == alarm(1, "confirmed")
     assert received[0].properties.ContentType == "application/json"
     wait_until(lambda: uplink.counters().outbox_depth == 0, 5, "outbox drained")
-    assert uplink.counters().acked == 30
+    # each alarm message also goes, retained, to the alarm's state topic
+    assert uplink.counters().acked == 60
 
 
 def test_snapshot_goes_to_its_alarm_topic(
@@ -233,7 +234,7 @@ def test_broker_outage_delays_but_loses_and_reorders_nothing(
     wait_until(lambda: not uplink.connected, 5, "uplink to notice the outage")
     for seq in range(4, 14):
         uplink.send_alarm(alarm(seq))
-    assert uplink.counters().outbox_depth == 10
+    assert uplink.counters().outbox_depth == 20  # each on `alarm` and its state topic
     time.sleep(1.0)  # the broker stays down across at least one reconnect attempt
     mqtt_broker.start()
 
@@ -282,7 +283,10 @@ def test_cap_policy_applies_while_the_broker_is_away(
         (8, "updated"),
         (9, "cleared"),
     ]
-    assert uplink.counters().outbox_dropped == 6
+    states = mqtt_collector.wait_for(f"{ROOT}/alarm/t1-0001/state", count=4, timeout_s=10)
+    assert [m.payload and m.json()["seq"] for m in states] == [1, 8, 9, b""]
+    # updates 2..7 superseded on each of the two topics
+    assert uplink.counters().outbox_dropped == 12
 
 
 _CRASHING_TOWER = """
@@ -596,3 +600,32 @@ def test_a_dead_network_thread_is_restarted(
     assert uplink.health()["mqtt network"].alive
     uplink.send_alarm(alarm(1, "confirmed"))
     mqtt_collector.wait_one(f"{ROOT}/alarm", timeout_s=10)
+
+
+def test_a_clean_session_subscriber_arriving_later_sees_each_open_alarm_retained(
+    mqtt_broker: MosquittoBroker, mqtt_collector: MqttCollector, make_uplink: UplinkFactory
+) -> None:
+    uplink = make_uplink(mqtt_broker)
+    uplink.send_alarm(alarm(1, "confirmed", alarm_id="t1-0001"))
+    uplink.send_alarm(alarm(2, "updated", alarm_id="t1-0001"))
+    uplink.send_alarm(alarm(1, "confirmed", alarm_id="t1-0002"))
+    wait_until(lambda: uplink.counters().outbox_depth == 0, 10, "outbox drained")
+    state_filter = f"{ROOT}/alarm/+/state"
+    with MqttCollector(mqtt_broker.host, mqtt_broker.port, [state_filter]) as late:
+        retained = late.wait_for(state_filter, count=2)
+        assert all(m.retain for m in retained)
+        latest = {m.json()["alarm_id"]: m.json()["seq"] for m in retained}
+        assert latest == {"t1-0001": 2, "t1-0002": 1}
+
+    # A cleared alarm leaves no retained state: a hub starting now sees only the open one.
+    uplink.send_alarm(alarm(3, "cleared", alarm_id="t1-0001"))
+    deleted = mqtt_collector.wait_one(
+        lambda m: m.topic == f"{ROOT}/alarm/t1-0001/state" and m.payload == b""
+    )
+    assert deleted.retain is False  # delivered live, not as a retained message
+    wait_until(lambda: uplink.counters().outbox_depth == 0, 10, "outbox drained")
+    with MqttCollector(mqtt_broker.host, mqtt_broker.port, [state_filter]) as later:
+        only = later.wait_one(state_filter)
+        assert only.json()["alarm_id"] == "t1-0002"
+        with pytest.raises(AssertionError):
+            later.wait_for(state_filter, count=2, timeout_s=1.0)

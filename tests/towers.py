@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -25,11 +26,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _env() -> dict[str, str]:
+def _env(runtime_dir: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
     env["PYTHONUNBUFFERED"] = "1"
+    if runtime_dir is not None:
+        env["TOWERWATCH_RUNTIME_DIR"] = str(runtime_dir)
     return env
+
+
+def short_runtime_dir() -> Path:
+    """A private folder for a daemon's control socket (a socket path must be short)."""
+    return Path(tempfile.mkdtemp(prefix="tw-run-", dir="/tmp"))
 
 
 def towerwatch(*args: str) -> list[str]:
@@ -62,6 +70,7 @@ class SimTowerRun:
     onvif_port: int = field(default_factory=free_port)
     tower: subprocess.Popen[bytes] | None = None
     daemon: subprocess.Popen[bytes] | None = None
+    runtime_dir: Path = field(default_factory=short_runtime_dir)
 
     def sets(self) -> list[str]:
         pairs = [
@@ -108,7 +117,7 @@ class SimTowerRun:
         if duration_s is not None:
             args += ["--duration", str(duration_s)]
         self.daemon = subprocess.Popen(
-            towerwatch(*args), cwd=ROOT, env=_env(), stdout=log, stderr=log
+            towerwatch(*args), cwd=ROOT, env=_env(self.runtime_dir), stdout=log, stderr=log
         )
 
     def wait_daemon(self, timeout_s: float) -> int:
@@ -207,8 +216,9 @@ class CountyRun:
             if duration_s is not None:
                 args += ["--duration", str(duration_s)]
             log = (self.workdir / f"daemon-{tower_id}.log").open("ab")
+            runtime = short_runtime_dir()
             self.daemons[tower_id] = subprocess.Popen(
-                towerwatch(*args), cwd=ROOT, env=_env(), stdout=log, stderr=log
+                towerwatch(*args), cwd=ROOT, env=_env(runtime), stdout=log, stderr=log
             )
 
     def start_hub(self) -> None:
