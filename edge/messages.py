@@ -146,6 +146,9 @@ class AlarmMessage(_Model):
     evidence: Evidence
     size: FireSize | None
     confidence: float = Field(ge=0.0, le=1.0)
+    # One line a duty officer can read aloud; added to towerwatch.alarm/1 as an optional
+    # field (empty from older towers), so the schema version stays.
+    summary: str = ""
 
     model_config = ConfigDict(
         frozen=True, extra="forbid", allow_inf_nan=False, populate_by_name=True
@@ -179,6 +182,48 @@ class AlarmMessage(_Model):
     def from_json(cls, payload: bytes | str) -> AlarmMessage:
         """Parse and validate a received alarm (what the hub does)."""
         return cls.model_validate_json(payload)
+
+
+_STATE_WORDS = {
+    "confirmed": "fire confirmed",
+    "updated": "fire update",
+    "cleared": "fire cleared",
+    "test": "TEST alarm",
+}
+
+
+def alarm_summary(
+    *,
+    tower_id: str,
+    state: AlarmState,
+    bearing_deg: float,
+    range_m: float | None,
+    range_min_m: float | None,
+    range_max_m: float | None,
+    range_source: RangeSource,
+    bearing_only: bool,
+    a_eq_m2: float | None,
+    growth_m2_per_min: float,
+    confidence: float,
+) -> str:
+    """The alarm in one line, e.g. 'tw-01: fire confirmed at bearing 123.45°, 7.0–30.0 km
+    (bearing only), 2 m² growing, confidence 0.92'."""
+    # an unknown state is left for the model's validation to refuse with its field name
+    parts = [f"{tower_id}: {_STATE_WORDS.get(state, state)} at bearing {bearing_deg % 360.0:.2f}°"]
+    if bearing_only or range_m is None:
+        if range_min_m is not None and range_max_m is not None:
+            parts.append(f"{range_min_m / 1000:.1f}–{range_max_m / 1000:.1f} km (bearing only)")
+        else:
+            parts.append("range unknown (bearing only)")
+    else:
+        parts.append(f"{range_m / 1000:.1f} km ({range_source})")
+    if a_eq_m2 is not None:
+        trend = "growing" if growth_m2_per_min > 0 else "steady"
+        if growth_m2_per_min < 0:
+            trend = "shrinking"
+        parts.append(f"{a_eq_m2:.0f} m² {trend}")
+    parts.append(f"confidence {confidence:.2f}")
+    return ", ".join(parts)
 
 
 def build_alarm(
@@ -239,6 +284,19 @@ def build_alarm(
             if a_eq_m2 is None
             else {"a_eq_m2": a_eq_m2, "growth_m2_per_min": growth_m2_per_min},
             "confidence": confidence,
+            "summary": alarm_summary(
+                tower_id=tower_id,
+                state=state,
+                bearing_deg=bearing_deg,
+                range_m=range_m,
+                range_min_m=range_min_m,
+                range_max_m=range_max_m,
+                range_source=range_source,
+                bearing_only=bearing_only,
+                a_eq_m2=a_eq_m2,
+                growth_m2_per_min=growth_m2_per_min,
+                confidence=confidence,
+            ),
         }
     )
 

@@ -112,6 +112,37 @@ def test_alarm_json_has_the_contract_fields() -> None:
     assert data["size"] == {"a_eq_m2": 4.1, "growth_m2_per_min": 0.6}
 
 
+def test_every_alarm_carries_a_summary_a_person_can_read_aloud() -> None:
+    located_alarm = build_alarm(**located())
+    assert located_alarm.summary == (
+        "t1: fire confirmed at bearing 41.50°, 9.8 km (terrain), 4 m² growing, confidence 0.93"
+    )
+    bearing = build_alarm(
+        **located(
+            position=None,
+            uncertainty=None,
+            range_m=None,
+            range_min_m=7000.0,
+            range_max_m=30000.0,
+            range_source="none",
+            bearing_only=True,
+            bearing_deg=-236.55,
+            growth_m2_per_min=0.0,
+        )
+    )
+    assert bearing.summary == (
+        "t1: fire confirmed at bearing 123.45°, 7.0–30.0 km (bearing only), 4 m² steady,"
+        " confidence 0.93"
+    )
+    assert json.loads(bearing.to_json())["summary"] == bearing.summary
+
+
+def test_an_alarm_from_an_older_tower_without_summary_still_parses() -> None:
+    data = json.loads(build_alarm(**located()).to_json())
+    del data["summary"]
+    assert AlarmMessage.from_json(json.dumps(data)).summary == ""
+
+
 def test_alarm_round_trips_through_json() -> None:
     message = build_alarm(**located())
     assert AlarmMessage.from_json(message.to_json()) == message
