@@ -58,6 +58,44 @@ Longitude = Annotated[float, Field(ge=-180.0, le=180.0)]
 AlarmId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 
 
+# Decimals a measurement is stated to in a message, by the field name's unit suffix: a
+# position to 1e-7° (about 1 cm), angles to 0.01° (their 1-σ finer: it weights bearings),
+# metres and kelvin to 0.1, areas to 0.01 m². Anything else is sent as it is.
+_DECIMALS_BY_SUFFIX: Final = (
+    ("_sigma_deg", 4),
+    ("_deg", 2),
+    ("_m2", 2),
+    ("_m", 1),
+    ("_k", 1),
+)
+_DECIMALS_BY_NAME: Final = {"lat": 7, "lon": 7}
+
+
+def _decimals(key: str) -> int | None:
+    if key in _DECIMALS_BY_NAME:
+        return _DECIMALS_BY_NAME[key]
+    for suffix, decimals in _DECIMALS_BY_SUFFIX:
+        if key.endswith(suffix):
+            return decimals
+    return None
+
+
+def round_measurements(value: Any, key: str = "") -> Any:
+    """``value`` (a message as JSON data) with each measurement rounded to its real precision."""
+    if isinstance(value, dict):
+        return {k: round_measurements(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [round_measurements(v, key) for v in value]
+    if isinstance(value, float):
+        decimals = _decimals(key)
+        return value if decimals is None else round(value, decimals)
+    return value
+
+
+def _compact_json(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -173,10 +211,12 @@ class AlarmMessage(_Model):
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
+        """The message as sent: measurements rounded to their precision (here, in one place)."""
+        data: dict[str, Any] = round_measurements(self.model_dump(mode="json", by_alias=True))
+        return data
 
     def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True)
+        return _compact_json(self.to_dict())
 
     @classmethod
     def from_json(cls, payload: bytes | str) -> AlarmMessage:
@@ -341,10 +381,13 @@ class StatusMessage(_Model):
     )
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        """The status as sent: measurements rounded to their precision, like the alarm's."""
+        dumped = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        data: dict[str, Any] = round_measurements(dumped)
+        return data
 
     def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True, exclude_none=True)
+        return _compact_json(self.to_dict())
 
 
 def offline_status(tower_id: str, reason: str) -> StatusMessage:

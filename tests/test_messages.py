@@ -143,6 +143,30 @@ def test_an_alarm_from_an_older_tower_without_summary_still_parses() -> None:
     assert AlarmMessage.from_json(json.dumps(data)).summary == ""
 
 
+def test_alarm_measurements_are_sent_to_their_real_precision() -> None:
+    message = build_alarm(
+        **located(
+            position=(52.171234567891, 13.312345678912),
+            bearing_deg=41.512345678,
+            bearing_sigma_deg=0.0612345,
+            range_m=9800.123456,
+            range_min_m=9300.06,
+            range_max_m=10400.98,
+            thermal={"peak_k": 412.3456789, "zoom_ratio": 3.9123456},
+            a_eq_m2=4.123456,
+        )
+    )
+    data = json.loads(message.to_json())
+    assert data == message.to_dict()
+    assert data["position"] == {"lat": 52.1712346, "lon": 13.3123457}
+    assert data["bearing_deg"] == 41.51 and data["bearing_sigma_deg"] == 0.0612
+    assert (data["range_min_m"], data["range_m"], data["range_max_m"]) == (9300.1, 9800.1, 10401.0)
+    assert data["evidence"]["thermal"] == {"peak_k": 412.3, "zoom_ratio": 3.9123456}
+    assert data["size"]["a_eq_m2"] == 4.12
+    assert data["confidence"] == 0.93  # a probability is not a measurement: sent as it is
+    assert AlarmMessage.from_json(message.to_json()).bearing_deg == 41.51
+
+
 def test_alarm_round_trips_through_json() -> None:
     message = build_alarm(**located())
     assert AlarmMessage.from_json(message.to_json()) == message
