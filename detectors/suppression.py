@@ -283,9 +283,15 @@ def fire_cues(track: Track, novelty_k: float, rise_k_per_min: float, p: Suppress
 
 
 def extended_warm(track: Track, p: SuppressionParams) -> bool:
-    """Extended (C1 without C2) and cooler than a fire could be: a sunlit surface's edge."""
+    """Extended (C1 without C2) and cooler than a fire could be: a sunlit surface's edge.
+
+    A surface stays where it is (its edge only jitters); an extended warm body that has
+    already moved further than that is a vehicle (a van's engine at 335 K), which the
+    motion rule names once the track is long enough.
+    """
     last = track.last
-    return not last.compact and not last.absolute and last.peak_k < p.extended_solar_max_k
+    warm = not last.compact and not last.absolute and last.peak_k < p.extended_solar_max_k
+    return warm and track.net_displacement_px() <= p.max_displacement_px
 
 
 def surface_reason(track: Track, cues: Cues, is_day: bool, p: SuppressionParams) -> str | None:

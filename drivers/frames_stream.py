@@ -105,6 +105,9 @@ class FrameStreamSource(base.Driver):
             try:
                 self._session(backoff)
             except (OSError, _Disconnected, FrameStreamError) as exc:
+                if self._stop.is_set():
+                    # close() shut the socket down on purpose: the end of the stream is expected
+                    break
                 counter = "protocol_errors" if isinstance(exc, FrameStreamError) else "disconnects"
                 self._health.error(f"{self.name}: {exc}", counter)
                 self._health.set_state(DriverState.FAILED)

@@ -58,6 +58,44 @@ Longitude = Annotated[float, Field(ge=-180.0, le=180.0)]
 AlarmId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 
 
+# Decimals a measurement is stated to in a message, by the field name's unit suffix: a
+# position to 1e-7° (about 1 cm), angles to 0.01° (their 1-σ finer: it weights bearings),
+# metres and kelvin to 0.1, areas to 0.01 m². Anything else is sent as it is.
+_DECIMALS_BY_SUFFIX: Final = (
+    ("_sigma_deg", 4),
+    ("_deg", 2),
+    ("_m2", 2),
+    ("_m", 1),
+    ("_k", 1),
+)
+_DECIMALS_BY_NAME: Final = {"lat": 7, "lon": 7}
+
+
+def _decimals(key: str) -> int | None:
+    if key in _DECIMALS_BY_NAME:
+        return _DECIMALS_BY_NAME[key]
+    for suffix, decimals in _DECIMALS_BY_SUFFIX:
+        if key.endswith(suffix):
+            return decimals
+    return None
+
+
+def round_measurements(value: Any, key: str = "") -> Any:
+    """``value`` (a message as JSON data) with each measurement rounded to its real precision."""
+    if isinstance(value, dict):
+        return {k: round_measurements(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [round_measurements(v, key) for v in value]
+    if isinstance(value, float):
+        decimals = _decimals(key)
+        return value if decimals is None else round(value, decimals)
+    return value
+
+
+def _compact_json(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -146,6 +184,9 @@ class AlarmMessage(_Model):
     evidence: Evidence
     size: FireSize | None
     confidence: float = Field(ge=0.0, le=1.0)
+    # One line a duty officer can read aloud; added to towerwatch.alarm/1 as an optional
+    # field (empty from older towers), so the schema version stays.
+    summary: str = ""
 
     model_config = ConfigDict(
         frozen=True, extra="forbid", allow_inf_nan=False, populate_by_name=True
@@ -170,15 +211,59 @@ class AlarmMessage(_Model):
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
+        """The message as sent: measurements rounded to their precision (here, in one place)."""
+        data: dict[str, Any] = round_measurements(self.model_dump(mode="json", by_alias=True))
+        return data
 
     def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True)
+        return _compact_json(self.to_dict())
 
     @classmethod
     def from_json(cls, payload: bytes | str) -> AlarmMessage:
         """Parse and validate a received alarm (what the hub does)."""
         return cls.model_validate_json(payload)
+
+
+_STATE_WORDS = {
+    "confirmed": "fire confirmed",
+    "updated": "fire update",
+    "cleared": "fire cleared",
+    "test": "TEST alarm",
+}
+
+
+def alarm_summary(
+    *,
+    tower_id: str,
+    state: AlarmState,
+    bearing_deg: float,
+    range_m: float | None,
+    range_min_m: float | None,
+    range_max_m: float | None,
+    range_source: RangeSource,
+    bearing_only: bool,
+    a_eq_m2: float | None,
+    growth_m2_per_min: float,
+    confidence: float,
+) -> str:
+    """The alarm in one line, e.g. 'tw-01: fire confirmed at bearing 123.45°, 7.0–30.0 km
+    (bearing only), 2 m² growing, confidence 0.92'."""
+    # an unknown state is left for the model's validation to refuse with its field name
+    parts = [f"{tower_id}: {_STATE_WORDS.get(state, state)} at bearing {bearing_deg % 360.0:.2f}°"]
+    if bearing_only or range_m is None:
+        if range_min_m is not None and range_max_m is not None:
+            parts.append(f"{range_min_m / 1000:.1f}–{range_max_m / 1000:.1f} km (bearing only)")
+        else:
+            parts.append("range unknown (bearing only)")
+    else:
+        parts.append(f"{range_m / 1000:.1f} km ({range_source})")
+    if a_eq_m2 is not None:
+        trend = "growing" if growth_m2_per_min > 0 else "steady"
+        if growth_m2_per_min < 0:
+            trend = "shrinking"
+        parts.append(f"{a_eq_m2:.0f} m² {trend}")
+    parts.append(f"confidence {confidence:.2f}")
+    return ", ".join(parts)
 
 
 def build_alarm(
@@ -239,6 +324,19 @@ def build_alarm(
             if a_eq_m2 is None
             else {"a_eq_m2": a_eq_m2, "growth_m2_per_min": growth_m2_per_min},
             "confidence": confidence,
+            "summary": alarm_summary(
+                tower_id=tower_id,
+                state=state,
+                bearing_deg=bearing_deg,
+                range_m=range_m,
+                range_min_m=range_min_m,
+                range_max_m=range_max_m,
+                range_source=range_source,
+                bearing_only=bearing_only,
+                a_eq_m2=a_eq_m2,
+                growth_m2_per_min=growth_m2_per_min,
+                confidence=confidence,
+            ),
         }
     )
 
@@ -283,10 +381,13 @@ class StatusMessage(_Model):
     )
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        """The status as sent: measurements rounded to their precision, like the alarm's."""
+        dumped = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        data: dict[str, Any] = round_measurements(dumped)
+        return data
 
     def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True, exclude_none=True)
+        return _compact_json(self.to_dict())
 
 
 def offline_status(tower_id: str, reason: str) -> StatusMessage:

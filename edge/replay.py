@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import TextIO
 
 import numpy as np
@@ -61,17 +63,67 @@ def decision_line(decision: Decision) -> str:
     return json.dumps(record, allow_nan=False)
 
 
-def replay(path: str, config: TowerConfig | None, out: TextIO) -> int:
-    """Replay the recording at ``path`` and write one JSON line per decision; returns the count.
+@dataclass
+class ReplaySummary:
+    """What a replay decided: counts per event and per rejection reason, and the config used."""
 
-    Raises drivers.recording.RecordingError when the recording is malformed (the
-    frames are validated as they are read, so lines may already have been written).
+    recording: str
+    config: str
+    frames: int = 0
+    decisions: int = 0
+    candidates: int = 0
+    rejected_by_reason: Counter[str] = field(default_factory=Counter)
+
+    def add(self, decision: Decision) -> None:
+        self.decisions += 1
+        if decision.event == "candidate":
+            self.candidates += 1
+        elif decision.event == "rejected":
+            self.rejected_by_reason[decision.reason or "unspecified"] += 1
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "recording": self.recording,
+            "config": self.config,
+            "frames": self.frames,
+            "decisions": self.decisions,
+            "candidates": self.candidates,
+            "rejected": dict(sorted(self.rejected_by_reason.items())),
+        }
+
+    def text(self) -> str:
+        """A few lines a person reads after the JSON lines."""
+        rejected = sum(self.rejected_by_reason.values())
+        lines = [
+            f"replay: {self.recording}",
+            f"  config: {self.config}",
+            f"  frames: {self.frames}, decisions: {self.decisions}",
+            f"  candidates: {self.candidates}",
+            f"  rejected: {rejected}",
+        ]
+        lines += [f"    {reason}: {n}" for reason, n in sorted(self.rejected_by_reason.items())]
+        return "\n".join(lines)
+
+
+def replay(
+    path: str, config: TowerConfig | None, out: TextIO, config_label: str | None = None
+) -> ReplaySummary:
+    """Replay the recording at ``path``, write one JSON line per decision and return the summary.
+
+    ``config_label`` names the config in the summary (its path); without a config the
+    summary says that default thresholds were used. Raises drivers.recording.RecordingError
+    when the recording is malformed (the frames are validated as they are read, so lines
+    may already have been written).
     """
     recording = open_recording(path)
     context = replay_context(recording.meta, config)
-    count = 0
+    if config is None:
+        label = "none (default thresholds at the recording's tower, nothing masked)"
+    else:
+        label = config_label or "given"
+    summary = ReplaySummary(recording=path, config=label, frames=len(recording))
     for decision in decisions_of(recording, context):
         out.write(decision_line(decision) + "\n")
-        count += 1
+        summary.add(decision)
     out.flush()
-    return count
+    return summary

@@ -104,6 +104,22 @@ def test_driver_reads_frames_and_recovers_after_the_camera_drops() -> None:
     server.stop()
 
 
+def test_closing_the_driver_is_not_reported_as_a_lost_stream() -> None:
+    server = FrameStreamServer(_Scene(), fps=50.0)
+    server.start()
+    try:
+        source = FrameStreamSource(Settings(type="frame_stream", port=server.port))
+        source.open()
+        assert source.read(timeout_s=3.0) is not None
+        source.close()
+        health = source.health()
+        assert health.state is DriverState.CLOSED
+        assert health.counters.get("disconnects", 0) == 0
+        assert health.last_error is None
+    finally:
+        server.stop()
+
+
 def test_driver_started_before_the_camera_connects_when_it_appears() -> None:
     server = FrameStreamServer(_Scene(), fps=50.0)
     server.start()

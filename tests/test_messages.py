@@ -112,6 +112,61 @@ def test_alarm_json_has_the_contract_fields() -> None:
     assert data["size"] == {"a_eq_m2": 4.1, "growth_m2_per_min": 0.6}
 
 
+def test_every_alarm_carries_a_summary_a_person_can_read_aloud() -> None:
+    located_alarm = build_alarm(**located())
+    assert located_alarm.summary == (
+        "t1: fire confirmed at bearing 41.50°, 9.8 km (terrain), 4 m² growing, confidence 0.93"
+    )
+    bearing = build_alarm(
+        **located(
+            position=None,
+            uncertainty=None,
+            range_m=None,
+            range_min_m=7000.0,
+            range_max_m=30000.0,
+            range_source="none",
+            bearing_only=True,
+            bearing_deg=-236.55,
+            growth_m2_per_min=0.0,
+        )
+    )
+    assert bearing.summary == (
+        "t1: fire confirmed at bearing 123.45°, 7.0–30.0 km (bearing only), 4 m² steady,"
+        " confidence 0.93"
+    )
+    assert json.loads(bearing.to_json())["summary"] == bearing.summary
+
+
+def test_an_alarm_from_an_older_tower_without_summary_still_parses() -> None:
+    data = json.loads(build_alarm(**located()).to_json())
+    del data["summary"]
+    assert AlarmMessage.from_json(json.dumps(data)).summary == ""
+
+
+def test_alarm_measurements_are_sent_to_their_real_precision() -> None:
+    message = build_alarm(
+        **located(
+            position=(52.171234567891, 13.312345678912),
+            bearing_deg=41.512345678,
+            bearing_sigma_deg=0.0612345,
+            range_m=9800.123456,
+            range_min_m=9300.06,
+            range_max_m=10400.98,
+            thermal={"peak_k": 412.3456789, "zoom_ratio": 3.9123456},
+            a_eq_m2=4.123456,
+        )
+    )
+    data = json.loads(message.to_json())
+    assert data == message.to_dict()
+    assert data["position"] == {"lat": 52.1712346, "lon": 13.3123457}
+    assert data["bearing_deg"] == 41.51 and data["bearing_sigma_deg"] == 0.0612
+    assert (data["range_min_m"], data["range_m"], data["range_max_m"]) == (9300.1, 9800.1, 10401.0)
+    assert data["evidence"]["thermal"] == {"peak_k": 412.3, "zoom_ratio": 3.9123456}
+    assert data["size"]["a_eq_m2"] == 4.12
+    assert data["confidence"] == 0.93  # a probability is not a measurement: sent as it is
+    assert AlarmMessage.from_json(message.to_json()).bearing_deg == 41.51
+
+
 def test_alarm_round_trips_through_json() -> None:
     message = build_alarm(**located())
     assert AlarmMessage.from_json(message.to_json()) == message

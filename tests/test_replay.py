@@ -30,9 +30,12 @@ def test_replay_reports_the_fire_as_candidate_and_the_vehicle_as_rejected(tmp_pa
     write_recording(tmp_path / "rec")
     result = CliRunner().invoke(command, [str(tmp_path / "rec")])
     assert result.exit_code == 0, result.output
-    lines = [json.loads(line) for line in result.output.splitlines()]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
     events = {(d["event"], d["reason"]) for d in lines}
     assert events == {("candidate", None), ("rejected", "vehicle")}
+    assert "candidates: 1" in result.stderr
+    assert "vehicle: 1" in result.stderr
+    assert "config: none (default thresholds" in result.stderr
     fire = next(d for d in lines if d["event"] == "candidate")
     assert abs(fire["x"] - 60) < 0.2 and abs(fire["y"] - 50) < 0.2
     for key in (
@@ -49,6 +52,19 @@ def test_replay_reports_the_fire_as_candidate_and_the_vehicle_as_rejected(tmp_pa
     ):
         assert key in fire
     assert 0 <= fire["frame"] < 20 and fire["t"] == T0 + fire["frame"] / 10.0
+
+
+def test_replay_summary_as_json_counts_decisions_per_reason(tmp_path: Path) -> None:
+    write_recording(tmp_path / "rec")
+    result = CliRunner().invoke(command, [str(tmp_path / "rec"), "--json"])
+    assert result.exit_code == 0, result.output
+    decisions = [json.loads(line) for line in result.stdout.splitlines()]
+    summary = json.loads(result.stderr)
+    assert summary["frames"] == 20
+    assert summary["decisions"] == len(decisions)
+    assert summary["candidates"] == sum(d["event"] == "candidate" for d in decisions)
+    assert summary["rejected"] == {"vehicle": sum(d["reason"] == "vehicle" for d in decisions)}
+    assert summary["recording"] == str(tmp_path / "rec")
 
 
 def test_malformed_recording_exits_2_with_one_clear_message(tmp_path: Path) -> None:

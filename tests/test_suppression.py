@@ -129,6 +129,17 @@ def test_sunlit_extended_surface_is_rejected_as_solar() -> None:
     assert {(d.event, d.reason) for d in decisions} == {("rejected", "solar")}
 
 
+def test_moving_van_with_a_warm_engine_is_a_vehicle_not_solar() -> None:
+    def draw(k: int) -> np.ndarray:
+        f = frame(k)
+        x = 20 + 3 * k
+        f[47:50, x : x + 6] += 45.0  # a van's body and engine, about 335 K, 3 px per frame
+        return f
+
+    decisions = run(new_pipe(), 20, draw)
+    assert [(d.event, d.reason) for d in decisions] == [("rejected", "vehicle")]
+
+
 def test_slowly_warming_rock_is_rejected_as_solar_on_a_revisit() -> None:
     pipe = new_pipe()
     rock = lambda k, amp: point(frame(k), 60.0, 50.0, amp)  # noqa: E731

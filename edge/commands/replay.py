@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -20,10 +21,23 @@ from edge.replay import replay
     type=click.Path(dir_okay=False),
     help="Tower config: its detection thresholds, known heat sources and mast height (horizon).",
 )
-def command(recording: str, config: str | None) -> None:
-    """Print one JSON line per decision (candidate or rejected, with its reason)."""
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Write the closing summary on stderr as one JSON object instead of text.",
+)
+def command(recording: str, config: str | None, as_json: bool) -> None:
+    """Print one JSON line per decision (candidate or rejected, with its reason).
+
+    A summary follows on stderr: decisions per reason, candidates and the config used.
+    """
     cfg = load_or_exit(config) if config is not None else None
     try:
-        replay(recording, cfg, sys.stdout)
+        summary = replay(recording, cfg, sys.stdout, config_label=config)
     except RecordingError as exc:
         fail(f"recording {exc}", EXIT_USAGE)
+    if as_json:
+        click.echo(json.dumps(summary.to_dict()), err=True)
+    else:
+        click.echo(summary.text(), err=True)
