@@ -16,7 +16,7 @@ from hub.fires import Fuser
 from hub.ingest import Ingest
 from hub.service import FusionWorker, HubMqtt
 from hub.store import open_store
-from hub.web import create_app
+from hub.web import WebSecurity, create_app
 
 log = structlog.get_logger("hub")
 
@@ -61,7 +61,15 @@ def run_hub(config: HubConfig) -> int:
             "fusion_errors": worker.errors,
         }
 
-    app = create_app(store, config.http.refresh_s, health)
+    http = config.http
+    security = WebSecurity(
+        anonymous_read=http.anonymous_read,
+        session_ttl_s=http.session_ttl_s,
+        login_attempts=http.login_attempts,
+        login_window_s=http.login_window_s,
+        trusted_proxies=frozenset(http.trusted_proxies),
+    )
+    app = create_app(store, http.refresh_s, health, security)
     server = _Server(
         uvicorn.Config(
             app,
