@@ -69,7 +69,7 @@ def run_hub(config: HubConfig) -> int:
         login_window_s=http.login_window_s,
         trusted_proxies=frozenset(http.trusted_proxies),
     )
-    app = create_app(store, http.refresh_s, health, security)
+    app = create_app(store, http.refresh_s, health, security, mqtt.publish_command)
     server = _Server(
         uvicorn.Config(
             app,

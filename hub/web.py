@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from edge.messages import CommandError, iso_z, parse_command
 from hub.auth import (
     LoginLimiter,
     check_login,
@@ -52,6 +53,9 @@ def _geojson(data: dict[str, Any]) -> Response:
 SESSION_COOKIE = "towerwatch_session"
 CSRF_HEADER = "X-CSRF-Token"
 _MAX_BODY_BYTES = 4096
+# What an officer may send a tower from the page; goto and relay-reset stay with the
+# technician on site.
+HUB_COMMANDS = ("recheck", "test-alarm")
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -225,6 +229,36 @@ def create_app(
             headers=_NO_CACHE,
         )
 
+    async def command(request: Request) -> Response:
+        """Officer → `<prefix>/<tower>/cmd/<verb>`, stamped with issued_at and a request id."""
+        session: Session = request.state.session
+        tower_id = request.path_params["tower_id"]
+        verb = request.path_params["verb"]
+        if not _ID_RE.match(tower_id):
+            return _not_found("tower")
+        if verb not in HUB_COMMANDS:
+            return _error(404, f"no such command; the hub sends: {', '.join(HUB_COMMANDS)}")
+        data = await json_body(request)
+        if data is None:
+            return _error(400, f"body must be a JSON object of at most {_MAX_BODY_BYTES} bytes")
+        now_s = time.time()
+        request_id = f"hub-{new_token()[:16]}"
+        data = {**data, "request_id": request_id, "issued_at": iso_z(now_s)}
+        payload = json.dumps(data).encode()
+        try:
+            parse_command(verb, payload)
+        except CommandError as exc:
+            return _error(400, str(exc))
+        if send_command is None:
+            return _error(503, "this hub has no broker connection to send commands on")
+        send_command(tower_id, verb, data)
+        store.audit(session.name, f"command:{verb}", tower_id, payload.decode(), now_s)
+        return JSONResponse(
+            {"tower_id": tower_id, "verb": verb, "request_id": request_id},
+            status_code=202,
+            headers=_NO_CACHE,
+        )
+
     def index(request: Request) -> Response:
         return Response(
             page,
@@ -310,5 +344,10 @@ def create_app(
             ),
             Route("/api/alarms/{alarm_id}/snapshot", reader(snapshot)),
             Route("/api/towers", reader(towers)),
+            Route(
+                "/api/towers/{tower_id}/commands/{verb}",
+                guarded(*officer_write, command),
+                methods=["POST"],
+            ),
         ]
     )

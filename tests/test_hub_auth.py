@@ -18,7 +18,7 @@ from hub.fires import Fuser, FusionSettings
 from hub.store import SqliteStore
 from hub.synth import alarm_payload, status_payload
 from hub.web import SESSION_COOKIE, WebSecurity, create_app
-from tests.conftest import MosquittoBroker
+from tests.conftest import MosquittoBroker, MqttCollector
 from tests.hub_helpers import (
     FIRE,
     OFFICER,
@@ -283,5 +283,67 @@ def test_running_hub_refuses_anonymous_and_viewer_and_audits_the_officer(
             "acknowledge",
             fire_id,
         )
+    finally:
+        hub.stop()
+
+
+def test_officer_commands_are_validated_stamped_and_audited(store: SqliteStore) -> None:
+    sent: list[tuple[str, str, dict[str, object]]] = []
+    client = TestClient(
+        create_app(
+            store, send_command=lambda tower, verb, payload: sent.append((tower, verb, payload))
+        )
+    )
+    url = "/api/towers/T1/commands/recheck"
+    assert client.post(url, json={"bearing_deg": 10.0}).status_code == 401
+    viewer_csrf = _login(client, VIEWER)
+    assert (
+        client.post(
+            url, json={"bearing_deg": 10.0}, headers={"X-CSRF-Token": viewer_csrf}
+        ).status_code
+        == 403
+    )
+    csrf = _login(client, OFFICER)
+    headers = {"X-CSRF-Token": csrf}
+    bad = client.post(url, json={"bearing_deg": 720.0}, headers=headers)
+    assert bad.status_code == 400 and "bearing_deg" in bad.json()["error"]
+    assert client.post("/api/towers/T1/commands/goto", json={}, headers=headers).status_code == 404
+    assert sent == []
+    ok = client.post(url, json={"bearing_deg": 10.0}, headers=headers)
+    assert ok.status_code == 202
+    ((tower, verb, payload),) = sent
+    assert (tower, verb, payload["bearing_deg"]) == ("T1", "recheck", 10.0)
+    assert payload["request_id"] == ok.json()["request_id"]
+    assert str(payload["issued_at"]).endswith("Z")
+    test_alarm = client.post("/api/towers/T2/commands/test-alarm", json={}, headers=headers)
+    assert test_alarm.status_code == 202
+    audit = [(e.actor, e.action, e.target) for e in store.audit_log()]
+    assert audit[:2] == [
+        (OFFICER[0], "command:test-alarm", "T2"),
+        (OFFICER[0], "command:recheck", "T1"),
+    ]
+
+
+def test_running_hub_sends_an_officer_command_over_mqtt(
+    mqtt_broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    hub = HubProcess(mqtt_broker.port, tmp_path / "hub").start()
+    try:
+        with MqttCollector(mqtt_broker.host, mqtt_broker.port, ["towerwatch/T1/cmd/#"]) as tower:
+            cookie, csrf = hub.login(*OFFICER)
+            request = urllib.request.Request(
+                f"{hub.url}/api/towers/T1/commands/test-alarm",
+                data=b'{"note": "drill"}',
+                headers={"Cookie": cookie, "X-CSRF-Token": csrf},
+                method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=5) as response:
+                request_id = json.loads(response.read())["request_id"]
+            (message,) = hub.wait_for(
+                lambda: tower.messages("towerwatch/T1/cmd/test-alarm"), "the command"
+            )
+        payload = json.loads(message.payload)
+        assert payload["request_id"] == request_id and payload["note"] == "drill"
+        assert not message.retain
     finally:
         hub.stop()
