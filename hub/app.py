@@ -47,6 +47,8 @@ def run_hub(config: HubConfig) -> int:
         on_alarm=poke,
         max_clock_ahead_s=config.limits.max_clock_ahead_s,
         max_tower_shift_m=config.limits.max_tower_shift_m,
+        max_fire_range_m=config.limits.max_fire_range_m,
+        max_bearing_mismatch_deg=config.limits.max_bearing_mismatch_deg,
     )
     mqtt = HubMqtt(config, ingest)
     worker = FusionWorker(store, fuser, mqtt.publish_fire, config.fusion.debounce_s)

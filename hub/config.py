@@ -119,6 +119,18 @@ class LimitSettings(StrictSettings):
         le=1e6,
         description="alarms placing their tower further from its reported position are refused",
     )
+    max_fire_range_m: float = Field(
+        100_000.0,
+        gt=0.0,
+        le=1e6,
+        description="alarms placing a fire (or its range) further from the tower are refused",
+    )
+    max_bearing_mismatch_deg: float = Field(
+        10.0,
+        gt=0.0,
+        le=180.0,
+        description="alarms whose position lies further off their own bearing are refused",
+    )
 
 
 class HubConfig(StrictSettings):
