@@ -225,9 +225,12 @@ async function logout() {
 async function refresh() {
   const link = document.getElementById("link");
   try {
+    const asked = session;
     const [firesR, towersR] = await Promise.all([fetch("/api/fires"), fetch("/api/towers")]);
     if (firesR.status === 401 || towersR.status === 401) {
-      if (session) showSession(null);
+      // A poll sent before a login may be refused after it: only drop the session it was sent with.
+      if (session && session === asked) showSession(null);
+      else if (session) return;
       else document.getElementById("login").hidden = false;
       link.textContent = "log in to see the county";
       return;
