@@ -16,7 +16,7 @@ from hub.fires import Fuser
 from hub.ingest import Ingest
 from hub.service import FusionWorker, HubMqtt
 from hub.store import open_store
-from hub.web import create_app
+from hub.web import WebSecurity, create_app
 
 log = structlog.get_logger("hub")
 
@@ -47,6 +47,8 @@ def run_hub(config: HubConfig) -> int:
         on_alarm=poke,
         max_clock_ahead_s=config.limits.max_clock_ahead_s,
         max_tower_shift_m=config.limits.max_tower_shift_m,
+        max_fire_range_m=config.limits.max_fire_range_m,
+        max_bearing_mismatch_deg=config.limits.max_bearing_mismatch_deg,
     )
     mqtt = HubMqtt(config, ingest)
     worker = FusionWorker(store, fuser, mqtt.publish_fire, config.fusion.debounce_s)
@@ -61,7 +63,15 @@ def run_hub(config: HubConfig) -> int:
             "fusion_errors": worker.errors,
         }
 
-    app = create_app(store, config.http.refresh_s, health)
+    http = config.http
+    security = WebSecurity(
+        anonymous_read=http.anonymous_read,
+        session_ttl_s=http.session_ttl_s,
+        login_attempts=http.login_attempts,
+        login_window_s=http.login_window_s,
+        trusted_proxies=frozenset(http.trusted_proxies),
+    )
+    app = create_app(store, http.refresh_s, health, security, mqtt.publish_command)
     server = _Server(
         uvicorn.Config(
             app,

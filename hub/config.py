@@ -57,6 +57,20 @@ class HttpSettings(StrictSettings):
     host: str = Field("127.0.0.1", min_length=1, description="address the web page listens on")
     port: int = Field(8090, ge=0, le=65535, description="HTTP port (0: any free port)")
     refresh_s: float = Field(2.0, ge=0.2, le=60.0, description="how often the page polls")
+    anonymous_read: bool = Field(
+        False, description="let requests without a session read fires and towers (never write)"
+    )
+    session_ttl_s: float = Field(
+        12 * 3600.0, ge=60.0, le=7 * 86400.0, description="a login lasts this long (one shift)"
+    )
+    login_attempts: int = Field(
+        5, ge=1, le=1000, description="failed logins allowed per address and per name per window"
+    )
+    login_window_s: float = Field(300.0, ge=1.0, le=86400.0, description="login rate window")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses of TLS reverse proxies whose X-Forwarded-Proto is believed",
+    )
 
 
 class FusionConfig(StrictSettings):
@@ -104,6 +118,18 @@ class LimitSettings(StrictSettings):
         gt=0.0,
         le=1e6,
         description="alarms placing their tower further from its reported position are refused",
+    )
+    max_fire_range_m: float = Field(
+        100_000.0,
+        gt=0.0,
+        le=1e6,
+        description="alarms placing a fire (or its range) further from the tower are refused",
+    )
+    max_bearing_mismatch_deg: float = Field(
+        10.0,
+        gt=0.0,
+        le=180.0,
+        description="alarms whose position lies further off their own bearing are refused",
     )
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from edge.geodesy import distance_bearing
 from edge.messages import AlarmMessage, StatusMessage, parse_iso_z
 from edge.topics import check_level
 from hub.store import Store
@@ -75,7 +76,11 @@ class Ingest:
         clock: Callable[[], float] = time.time,
         max_clock_ahead_s: float = 300.0,
         max_tower_shift_m: float = 2000.0,
+        max_fire_range_m: float = 100_000.0,
+        max_bearing_mismatch_deg: float = 10.0,
     ) -> None:
+        self.max_fire_range_m = max_fire_range_m
+        self.max_bearing_mismatch_deg = max_bearing_mismatch_deg
         self.max_clock_ahead_s = max_clock_ahead_s
         self.max_tower_shift_m = max_tower_shift_m
         self.store = store
@@ -164,14 +169,29 @@ class Ingest:
 
     def _absurd(self, tower_id: str, alarm: AlarmMessage) -> str | None:
         """A valid payload that still cannot be true: flagged and kept out of fusion."""
-        ahead_s = parse_iso_z(alarm.sent_at) - self.clock()
-        if ahead_s > self.max_clock_ahead_s:
-            return f"sent_at is {ahead_s:.0f} s ahead of the hub's clock"
+        now_s = self.clock()
+        for name, stamp in (("sent_at", alarm.sent_at), ("first_seen", alarm.first_seen)):
+            ahead_s = parse_iso_z(stamp) - now_s
+            if ahead_s > self.max_clock_ahead_s:
+                return f"{name} is {ahead_s:.0f} s ahead of the hub's clock"
         known = self.store.tower_position(tower_id)
         if known is not None:
             shift_m = _distance_m(known[0], known[1], alarm.tower.lat, alarm.tower.lon)
             if shift_m > self.max_tower_shift_m:
                 return f"tower position is {shift_m / 1000:.1f} km from the one its status reports"
+        ranges = [r for r in (alarm.range_m, alarm.range_max_m) if r is not None]
+        if ranges and max(ranges) > self.max_fire_range_m:
+            return f"range {max(ranges) / 1000:.0f} km is beyond any tower's sight"
+        if alarm.position is not None:
+            fire_m, fire_bearing_deg = distance_bearing(
+                alarm.tower.lat, alarm.tower.lon, alarm.position.lat, alarm.position.lon
+            )
+            if fire_m > self.max_fire_range_m:
+                return f"fire position is {fire_m / 1000:.0f} km from the tower"
+            off_deg = abs((fire_bearing_deg - alarm.bearing_deg + 180.0) % 360.0 - 180.0)
+            # Close in, the camera's offset from the mast dominates the bearing: not checked.
+            if fire_m > 500.0 and off_deg > self.max_bearing_mismatch_deg:
+                return f"fire position lies {off_deg:.0f}° off the alarm's bearing_deg"
         return None
 
     def _snapshot(self, tower_id: str, alarm_id: str, payload: bytes) -> str:

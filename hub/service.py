@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -136,6 +137,12 @@ class HubMqtt:
     def publish_fire(self, fire: FireMessage) -> None:
         self.client.publish(
             self.filters.fire_topic(fire.fire_id), fire.to_json(), qos=1, retain=True
+        )
+
+    def publish_command(self, tower_id: str, verb: str, payload: dict[str, Any]) -> None:
+        """A command for one tower: QoS 1, never retained (a later start must not replay it)."""
+        self.client.publish(
+            f"{self.filters.prefix}/{tower_id}/cmd/{verb}", json.dumps(payload), qos=1
         )
 
     def stop(self) -> None:

@@ -70,6 +70,26 @@ CREATE TABLE IF NOT EXISTS snapshots (
     received_s DOUBLE PRECISION NOT NULL,
     jpeg {blob} NOT NULL
 );
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_s DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    expires_s DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    at_s DOUBLE PRECISION NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at_s);
 """
 
 
@@ -81,6 +101,23 @@ class TowerRow:
     updated_s: float | None
     malformed: int
     last_error: str | None
+
+
+@dataclass(frozen=True)
+class Session:
+    name: str
+    role: str
+    csrf: str
+    expires_s: float
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at_s: float
+    actor: str
+    action: str
+    target: str
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -302,6 +339,71 @@ class Store(ABC):
         with self._transaction() as cur:
             rows = self._exec(cur, "SELECT fire_id, by_name, at_s FROM acknowledgements").fetchall()
         return {r[0]: Acknowledgement(r[0], r[1], float(r[2])) for r in rows}
+
+    # -- accounts, sessions and the audit log
+    def add_user(self, name: str, role: str, password_hash: str, at_s: float) -> bool:
+        """Create an account; False when the name is taken (nothing is overwritten)."""
+        with self._transaction() as cur:
+            return bool(
+                self._exec(
+                    cur,
+                    "INSERT INTO users (name, role, password_hash, created_s) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (name) DO NOTHING",
+                    (name, role, password_hash, at_s),
+                ).rowcount
+                == 1
+            )
+
+    def user(self, name: str) -> tuple[str, str] | None:
+        """(role, password_hash) of an account."""
+        with self._transaction() as cur:
+            row = self._exec(
+                cur, "SELECT role, password_hash FROM users WHERE name = ?", (name,)
+            ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def open_session(self, token_sha256: str, name: str, csrf: str, expires_s: float) -> None:
+        with self._transaction() as cur:
+            self._exec(
+                cur,
+                "INSERT INTO sessions (token_sha256, name, csrf, expires_s) VALUES (?, ?, ?, ?)",
+                (token_sha256, name, csrf, expires_s),
+            )
+
+    def session(self, token_sha256: str, now_s: float) -> Session | None:
+        """The live session of a token; expired ones are dropped here. The role is read from
+        the account each time, so a changed or removed account takes effect at once."""
+        with self._transaction() as cur:
+            self._exec(cur, "DELETE FROM sessions WHERE expires_s <= ?", (now_s,))
+            row = self._exec(
+                cur,
+                "SELECT s.name, u.role, s.csrf, s.expires_s FROM sessions s "
+                "JOIN users u ON u.name = s.name WHERE s.token_sha256 = ?",
+                (token_sha256,),
+            ).fetchone()
+        return None if row is None else Session(row[0], row[1], row[2], float(row[3]))
+
+    def close_session(self, token_sha256: str) -> None:
+        with self._transaction() as cur:
+            self._exec(cur, "DELETE FROM sessions WHERE token_sha256 = ?", (token_sha256,))
+
+    def audit(self, actor: str, action: str, target: str, detail: str, at_s: float) -> None:
+        with self._transaction() as cur:
+            self._exec(
+                cur,
+                "INSERT INTO audit (at_s, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+                (at_s, actor, action, target, detail),
+            )
+
+    def audit_log(self, limit: int = 500) -> list[AuditEntry]:
+        """The newest entries first."""
+        with self._transaction() as cur:
+            rows = self._exec(
+                cur,
+                "SELECT at_s, actor, action, target, detail FROM audit ORDER BY at_s DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [AuditEntry(float(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
 
     # -- snapshots
     def record_snapshot(self, alarm_id: str, tower_id: str, jpeg: bytes, at_s: float) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from edge.geodesy import destination
+from hub.auth import hash_password
 from hub.store import PostgresStore, SqliteStore, Store
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +42,16 @@ def postgres_schema() -> Iterator[str]:
     finally:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         conn.close()
+
+
+# Accounts every test hub has: the tests read as the viewer and act as the officer.
+VIEWER = ("watch", "viewer-password-1")
+OFFICER = ("li.officer", "officer-password-1")
+
+
+def add_accounts(store: Store) -> None:
+    store.add_user(VIEWER[0], "viewer", hash_password(VIEWER[1]), time.time())
+    store.add_user(OFFICER[0], "officer", hash_password(OFFICER[1]), time.time())
 
 
 def make_store(backend: str, tmp_path: Path, schema: str | None) -> Store:
@@ -80,16 +91,35 @@ class HubProcess:
             *(item for s in extra_sets for item in ("--set", s)),
         ]
         self.process: subprocess.Popen[bytes] | None = None
+        self.cookie = ""
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
+    def login(self, name: str, password: str) -> tuple[str, str]:
+        """(Cookie header value, CSRF token) of a new session."""
+        request = urllib.request.Request(
+            self.url + "/api/login",
+            data=json.dumps({"name": name, "password": password}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            cookie = response.headers["Set-Cookie"].split(";")[0]
+            return cookie, json.loads(response.read())["csrf"]
+
     def get_json(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=5) as response:
+        request = urllib.request.Request(self.url + path, headers={"Cookie": self.cookie})
+        with urllib.request.urlopen(request, timeout=5) as response:
             return json.loads(response.read())
 
     def start(self, timeout_s: float = 30.0) -> HubProcess:
+        store = SqliteStore(self.workdir / "hub.sqlite3")
+        try:
+            add_accounts(store)
+        finally:
+            store.close()
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             self.args, cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT
@@ -100,6 +130,7 @@ class HubProcess:
                 raise RuntimeError(f"hub exited: {self.log_path.read_text()[-3000:]}")
             try:
                 if self.get_json("/api/health")["mqtt_connected"]:
+                    self.cookie = self.login(*VIEWER)[0]
                     return self
             except OSError:
                 pass

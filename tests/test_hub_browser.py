@@ -11,7 +11,7 @@ import pytest
 
 from hub.synth import alarm_payload, status_payload
 from tests.conftest import MosquittoBroker
-from tests.hub_helpers import FIRE, TOWER_A, TOWER_B, HubProcess, publish
+from tests.hub_helpers import FIRE, OFFICER, TOWER_A, TOWER_B, HubProcess, publish
 
 CHROMIUM = "/usr/bin/chromium"
 # Nothing but the hub: no updater, no first-run pages, no network of its own.
@@ -71,6 +71,16 @@ def test_fire_appears_on_map_and_list_then_leaves_when_cleared(
         lambda r: outside.append(r.url) if not r.url.startswith(hub.url) else None,
     )
     page.goto(hub.url + "/")
+    # Nothing shows before a login; a wrong password is refused on the page.
+    page.wait_for_selector("#login:not([hidden])", timeout=10_000)
+    page.fill("#login-name", OFFICER[0])
+    page.fill("#login-password", "not-the-password")
+    page.click("#login button[type=submit]")
+    page.wait_for_selector("#login-error:has-text('wrong name or password')", timeout=10_000)
+    page.fill("#login-password", OFFICER[1])
+    page.click("#login button[type=submit]")
+    page.wait_for_selector("#login[hidden]", state="attached", timeout=10_000)
+    assert "officer" in page.locator("#who").inner_text()
     publish(
         mqtt_broker.port,
         [
@@ -124,4 +134,6 @@ def test_fire_appears_on_map_and_list_then_leaves_when_cleared(
     )
     page.wait_for_selector(f'#fires li[data-fire-id="{fire_id}"]', state="detached", timeout=15_000)
     assert page.locator("#fires li").count() == 0
+    page.click("#logout")
+    page.wait_for_selector("#login:not([hidden])", timeout=10_000)
     assert outside == []

@@ -115,3 +115,40 @@ def test_snapshot_of_another_towers_alarm_is_refused(ingest: Ingest, store: Sqli
     assert ingest.handle("towerwatch/T1/alarm/T2-x/snapshot", b"\xff\xd8\xff\xe0") == "malformed"
     assert ingest.handle("towerwatch/T2/alarm/T2-x/snapshot", b"\xff\xd8\xff\xe0") == "snapshot"
     assert store.snapshot("T2-x") == b"\xff\xd8\xff\xe0"
+
+
+def _edited(**changes: object) -> bytes:
+    payload = json.loads(_alarm())
+    for path, value in changes.items():
+        target = payload
+        *parents, leaf = path.split("__")
+        for key in parents:
+            target = target[key]
+        target[leaf] = value
+    return json.dumps(payload).encode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (_edited(bearing_deg=720.0), "bearing_deg: Input should be less than 360"),
+        (_edited(bearing_deg=float("nan")), "bearing_deg"),
+        (_edited(tower__lat=95.0), "tower.lat"),
+        (
+            _alarm(first_seen_s=time.time() + 365 * 86400.0, sent_at_s=time.time()),
+            "first_seen is",
+        ),
+        (_edited(range_m=500_000.0, range_max_m=600_000.0), "beyond any tower's sight"),
+        (_edited(position__lat=FIRE[0] + 4.5), "km from the tower"),
+        (_edited(bearing_deg=200.0), "off the alarm's bearing_deg"),
+    ],
+)
+def test_absurd_values_are_flagged_not_fused(
+    ingest: Ingest, store: SqliteStore, payload: bytes, reason: str
+) -> None:
+    # No status yet: the alarm is judged on its own, not against a reported position.
+    assert ingest.handle("towerwatch/T1/alarm", payload) == "malformed"
+    count, last = _malformed(store, "T1")
+    assert count == 1 and last is not None and reason in last, last
+    assert store.open_alarms() == []
+    assert ingest.handle("towerwatch/T1/alarm", _alarm()) == "alarm"

@@ -164,3 +164,28 @@ def test_two_instances_on_one_postgresql_store_agree(tmp_path: Path) -> None:
         first.close()
         second.close()
         next(schemas, None)
+
+
+def test_accounts_sessions_and_audit(store: Store) -> None:
+    assert store.add_user("li", "officer", "scrypt$hash", 1.0)
+    assert not store.add_user("li", "viewer", "other", 2.0)  # a taken name is never overwritten
+    assert store.user("li") == ("officer", "scrypt$hash")
+    assert store.user("wang") is None
+    store.open_session("d1", "li", "csrf1", expires_s=100.0)
+    session = store.session("d1", now_s=50.0)
+    assert session is not None and (session.name, session.role, session.csrf) == (
+        "li",
+        "officer",
+        "csrf1",
+    )
+    assert store.session("d1", now_s=100.0) is None  # expired, and dropped
+    assert store.session("d1", now_s=0.0) is None
+    store.open_session("d2", "li", "csrf2", expires_s=100.0)
+    store.close_session("d2")
+    assert store.session("d2", now_s=0.0) is None
+    store.audit("li", "acknowledge", "F1", "", 5.0)
+    store.audit("li", "command", "T1", "recheck", 6.0)
+    assert [(e.action, e.at_s) for e in store.audit_log()] == [
+        ("command", 6.0),
+        ("acknowledge", 5.0),
+    ]

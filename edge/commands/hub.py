@@ -60,8 +60,7 @@ def group(
         from hub.app import run_hub
     except ModuleNotFoundError as exc:
         fail(
-            f"hub: needs the hub's packages ({exc.name} is missing): "
-            "pip install 'towerwatch[hub]'",
+            f"hub: needs the hub's packages ({exc.name} is missing): pip install 'towerwatch[hub]'",
             EXIT_USAGE,
         )
 
@@ -77,3 +76,56 @@ def group(
             fail(f"store.postgresql_dsn: {exc}".strip())
         raise
     sys.exit(code)
+
+
+@group.group("user")
+def user_group() -> None:
+    """Accounts for the duty officer's page."""
+
+
+@user_group.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["viewer", "officer"]), required=True)
+@click.option(
+    "--config",
+    "config",
+    default=DEFAULT_HUB_CONFIG,
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Hub config file (YAML): names the store the account goes to.",
+)
+def user_add(name: str, role: str, config: str) -> None:
+    """Create an account; the password is read from standard input (never a default)."""
+    import re
+    import time
+
+    from hub.auth import MIN_PASSWORD_CHARS, hash_password
+    from hub.config import ConfigError, load_hub_config
+
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", name):
+        fail(f"user name {name!r}: letters, digits, '.', '_' or '-', at most 64", EXIT_USAGE)
+    try:
+        cfg = load_hub_config(config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(EXIT_USAGE)
+    if sys.stdin.isatty():
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < MIN_PASSWORD_CHARS:
+        fail(f"password: at least {MIN_PASSWORD_CHARS} characters on standard input", EXIT_USAGE)
+    from hub.store import open_store
+
+    try:
+        store = open_store(cfg.store)
+    except OSError as exc:
+        fail(f"store ({cfg.store.backend}): {exc}")
+    try:
+        if not store.add_user(name, role, hash_password(password), time.time()):
+            fail(f"user {name!r} already exists in the store of {config}", EXIT_USAGE)
+        store.audit("cli", "user_add", name, role, time.time())
+    finally:
+        store.close()
+    click.echo(f"user {name} ({role}) added")

@@ -6,6 +6,8 @@ const WIDTH = 1000, HEIGHT = 800, MARGIN = 40;
 const refreshMs = Number(document.body.dataset.refreshMs) || 2000;
 let selected = null;
 let lastFires = [], lastTowers = [], lastText = "";
+// The session's CSRF token: sent with every write, so another site's form cannot act for us.
+let session = null;
 
 function el(tag, attrs, text) {
   const node = document.createElementNS(SVG_NS, tag);
@@ -142,7 +144,7 @@ function drawList(fires) {
     const size = p.uncertainty ? ` ± ${Math.round(p.uncertainty.semi_major_m)} m (95 %)` : "";
     item.append(html("div", { class: "meta" }, where + size + (p.note ? ` · ${p.note}` : "")));
     if (p.snapshot) item.append(html("img", { src: p.snapshot, alt: `snapshot of fire ${p.fire_id}`, loading: "lazy" }));
-    if (!p.acknowledged && p.state === "active") {
+    if (!p.acknowledged && p.state === "active" && session && session.role === "officer") {
       const button = html("button", { type: "button", "data-ack": p.fire_id }, "Acknowledge");
       button.addEventListener("click", (event) => { event.stopPropagation(); acknowledge(p.fire_id); });
       item.append(button);
@@ -179,17 +181,61 @@ function select(fireId) {
 }
 
 async function acknowledge(fireId) {
-  await fetch(`/api/fires/${encodeURIComponent(fireId)}/acknowledge`, { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+  if (!session) return;
+  await fetch(`/api/fires/${encodeURIComponent(fireId)}/acknowledge`, { method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": session.csrf }, body: "{}" });
   await refresh();
+}
+
+function showSession(s) {
+  session = s;
+  document.getElementById("login").hidden = Boolean(s);
+  document.getElementById("logout").hidden = !s;
+  document.getElementById("who").textContent = s ? `${s.name} (${s.role})` : "";
+  lastText = "";
+}
+
+async function loadSession() {
+  const r = await fetch("/api/session");
+  showSession(r.ok ? await r.json() : null);
+}
+
+async function login(event) {
+  event.preventDefault();
+  const error = document.getElementById("login-error");
+  const r = await fetch("/api/login", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ name: document.getElementById("login-name").value, password: document.getElementById("login-password").value }),
+  });
+  document.getElementById("login-password").value = "";
+  if (!r.ok) {
+    error.textContent = r.status === 429 ? "too many failed logins: wait and try again" : "wrong name or password";
+    return;
+  }
+  error.textContent = "";
+  showSession(await r.json());
+  await refresh();
+}
+
+async function logout() {
+  if (session) await fetch("/api/logout", { method: "POST", headers: { "X-CSRF-Token": session.csrf } });
+  showSession(null);
 }
 
 async function refresh() {
   const link = document.getElementById("link");
   try {
-    const [fires, towers] = await Promise.all([
-      fetch("/api/fires").then((r) => r.json()),
-      fetch("/api/towers").then((r) => r.json()),
-    ]);
+    const asked = session;
+    const [firesR, towersR] = await Promise.all([fetch("/api/fires"), fetch("/api/towers")]);
+    if (firesR.status === 401 || towersR.status === 401) {
+      // A poll sent before a login may be refused after it: only drop the session it was sent with.
+      if (session && session === asked) showSession(null);
+      else if (session) return;
+      else document.getElementById("login").hidden = false;
+      link.textContent = "log in to see the county";
+      return;
+    }
+    const [fires, towers] = await Promise.all([firesR.json(), towersR.json()]);
     const text = JSON.stringify([fires, towers]);
     if (text !== lastText) {
       lastText = text;
@@ -211,7 +257,9 @@ function tick() {
   document.getElementById("clock").textContent = `${now.toLocaleString()} · UTC ${now.toISOString().slice(11, 19)}`;
 }
 
+document.getElementById("login").addEventListener("submit", login);
+document.getElementById("logout").addEventListener("click", logout);
 tick();
 setInterval(tick, 1000);
-refresh();
+loadSession().then(refresh);
 setInterval(refresh, refreshMs);
