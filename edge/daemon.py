@@ -348,6 +348,7 @@ class TowerDaemon:
             log.warning("look refused: the sun would be in view", kind=look.kind,
                         pan_deg=round(look.pan_deg, 3), tilt_deg=round(look.tilt_deg, 3))  # fmt: skip
             self.look = None
+            self._answer(look, ok=False, error="refused: the sun would be in the camera's view")
             return
         status = self.ptz.reading().status
         current = status.pan_deg if status is not None else look.pan_deg
@@ -397,6 +398,7 @@ class TowerDaemon:
             log.warning("head did not arrive", kind=look.kind, pan_deg=look.pan_deg,
                         error=reading.error)  # fmt: skip
             self.look = None
+            self._answer(look, ok=False, error=f"the head did not reach the pose within {MOVE_TIMEOUT_S:g} s")
         return False
 
     def _next_look(self, now: float) -> Look | None:
@@ -417,6 +419,9 @@ class TowerDaemon:
 
     def _finish_look(self, look: Look, now: float) -> None:
         self.look = None
+        self._answer(look, ok=True, result={"pan_deg": round(look.pan_deg, 2),
+                                            "tilt_deg": round(look.tilt_deg, 2),
+                                            "frames": look.frames_used})  # fmt: skip
         if look.kind == LookKind.CONFIRM and look.scan is not None:
             self._conclude_confirmation(look, look.scan.verdict(), now)
         elif look.kind == LookKind.REVISIT and look.alarm_id is not None and look.scan is not None:
@@ -504,21 +509,49 @@ class TowerDaemon:
                      request_id=command.request_id)  # fmt: skip
             self._command_handlers[command.verb](command, self.clock.now())
 
+    def _answer(
+        self,
+        look: Look,
+        *,
+        ok: bool,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        """The final reply to the command a look carried out (none for the tower's own looks)."""
+        if look.asked_by is not None:
+            self._reply_done(look.asked_by, ok=ok, result=result, error=error)
+
+    def _reply_done(
+        self,
+        command: Command,
+        *,
+        ok: bool,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        assert self.uplink is not None
+        self.uplink.send_command_result(command.verb.value, command.request_id, ok,
+                                        result=result, error=error)  # fmt: skip
+
     def _test_alarm(self, command: TestAlarmCommand, now: float) -> None:
         assert self.fires is not None
         self.fires.test_alarm(now)
+        self._reply_done(command, ok=True, result={"test_alarm": "sent"})
 
     def _relay_reset(self, command: RelayResetCommand, now: float) -> None:
         assert self.fires is not None
         self.fires.relay_reset()
+        self._reply_done(command, ok=True, result={"relay": "open"})
 
     def _goto(self, command: GotoCommand, now: float) -> None:
         look = self.looks.hold_look(command.pan_deg, command.tilt_deg, command.hfov_deg,
                                     command.hold_s)  # fmt: skip
+        look.asked_by = command
         if self.look is not None and self.look.kind in SCANNED_KINDS:
             # a fire being confirmed or measured is not dropped for a manual look: it waits
             if not self.looks.queue(look, first=True):
                 log.warning("goto dropped: too many looks waiting", request_id=command.request_id)
+                self._reply_done(command, ok=False, error="refused: too many looks waiting")
             return
         self.look = None
         self._start_look(look, now)
@@ -531,8 +564,10 @@ class TowerDaemon:
             pan, tilt = bearing_elevation_to(self.site, command.lat, command.lon,
                                              self.cfg.tower.ground_elevation_m)  # fmt: skip
             look = self.looks.recheck_look(pan, tilt)
+        look.asked_by = command
         if not self.looks.queue(look, first=True):
             log.warning("recheck dropped: too many looks waiting", request_id=command.request_id)
+            self._reply_done(command, ok=False, error="refused: too many looks waiting")
 
     # ------------------------------------------------------------------ status
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from detectors.geometry import signed_delta_deg
 from edge.config import TowerConfig
 from edge.detection import Candidate
+from edge.messages import Command
 from edge.patrol import PatrolPlan, Stop, sun_in_view, tile_sector
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class Look:
     alarm_id: str | None = None
     revisit_count: int = 0
     frames_used: int = 0
+    asked_by: Command | None = None  # the hub's command this look carries out, answered at its end
 
 
 @dataclass(frozen=True)

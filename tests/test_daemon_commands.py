@@ -118,3 +118,43 @@ def test_a_goto_waits_for_a_running_confirmation(daemon: TowerDaemon) -> None:
     daemon._goto(GotoCommand(pan_deg=10.0, tilt_deg=0.0), 1.75e9)
     assert daemon.look is confirming
     assert [look.kind for look in daemon.looks.pending] == [LookKind.HOLD]
+
+
+class _Replies:
+    """Stands in for the uplink's final-reply method and records what it was asked to send."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str | None, bool, dict | None, str | None]] = []
+
+    def send_command_result(self, verb, request_id, ok, result=None, error=None) -> None:  # type: ignore[no-untyped-def]
+        self.sent.append((verb, request_id, ok, result, error))
+
+
+def test_a_recheck_is_answered_done_when_its_look_ends(daemon: TowerDaemon) -> None:
+    replies = _Replies()
+    daemon.uplink = replies  # type: ignore[assignment]
+    command = RecheckCommand(bearing_deg=120.0, request_id="r7")
+    daemon._recheck(command, 1.75e9)
+    look = daemon.looks.next_look(1.75e9, [], 0.0, -30.0)
+    assert look is not None and look.asked_by is command
+    daemon._finish_look(look, 1.75e9 + 5.0)
+    [(verb, request_id, ok, result, error)] = replies.sent
+    assert (verb, request_id, ok, error) == ("recheck", "r7", True, None)
+    assert result is not None and result["pan_deg"] == 120.0
+
+
+def test_a_goto_into_the_sun_is_answered_refused(daemon: TowerDaemon) -> None:
+    from detectors.solar import sun_position
+
+    replies = _Replies()
+    daemon.uplink = replies  # type: ignore[assignment]
+    daemon.ptz = object()  # type: ignore[assignment]  # never reached: the sun refuses first
+    now = 1_750_000_000.0  # mid-afternoon in June at the simulated tower
+    sun_az, sun_el = sun_position(now, daemon.cfg.tower.lat, daemon.cfg.tower.lon)
+    assert sun_el > 5.0
+    daemon._goto(GotoCommand(pan_deg=sun_az, tilt_deg=sun_el, request_id="g1",
+                             hold_s=10.0), now)  # fmt: skip
+    [(verb, request_id, ok, _, error)] = replies.sent
+    assert (verb, request_id, ok) == ("goto", "g1", False)
+    assert error is not None and "sun" in error
+    assert daemon.look is None
