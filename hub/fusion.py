@@ -17,12 +17,10 @@ import numpy.typing as npt
 
 from edge.geodesy import (
     WGS84_A_M,
-    WGS84_B_M,
     WGS84_E2,
-    WGS84_EP2,
-    WGS84_F,
     _enu_basis,
     destination,
+    ecef_to_geodetic,
     enu_to_geodetic,
     geodetic_to_enu,
 )
@@ -117,21 +115,6 @@ def _ecef(lat_deg: float, lon_deg: float) -> tuple[float, float, float]:
     )
 
 
-def _geodetic(x: float, y: float, z: float) -> tuple[float, float]:
-    """(lat, lon) of an ECEF point (Bowring, as edge.geodesy.ecef_to_geodetic; height dropped)."""
-    lon = math.atan2(y, x)
-    p = math.hypot(x, y)
-    beta = math.atan2(z, (1.0 - WGS84_F) * p)
-    lat = beta
-    for _ in range(3):
-        lat = math.atan2(
-            z + WGS84_EP2 * WGS84_B_M * math.sin(beta) ** 3,
-            p - WGS84_E2 * WGS84_A_M * math.cos(beta) ** 3,
-        )
-        beta = math.atan2((1.0 - WGS84_F) * math.sin(lat), math.cos(lat))
-    return math.degrees(lat), math.degrees(lon)
-
-
 class LocalFrame:
     """East/north metres on the tangent plane at an origin (ENU through ECEF)."""
 
@@ -158,7 +141,8 @@ class LocalFrame:
         x = self._origin[0] + e_m * east[0] + n_m * north[0]
         y = self._origin[1] + e_m * east[1] + n_m * north[1]
         z = self._origin[2] + e_m * east[2] + n_m * north[2]
-        return _geodetic(x, y, z)
+        lat, lon, _ = ecef_to_geodetic(x, y, z)
+        return float(lat), float(lon)
 
     @classmethod
     def around(cls, observations: Sequence[Observation]) -> LocalFrame:
