@@ -133,7 +133,8 @@ MAP_URL=""
 if [ "$WITH_HUB" = 1 ]; then
   HTTP_PORT=$(free_port)
   start hub "${TW[@]}" hub --config config/county/hub.yaml --set mqtt.port="$MQTT_PORT" \
-    --set http.port="$HTTP_PORT" --set store.sqlite_path="$OUT/hub.sqlite3"
+    --set http.port="$HTTP_PORT" --set store.sqlite_path="$OUT/hub.sqlite3" \
+    --set http.anonymous_read=true    # a local demo: the map reads without an account
   wait_until hub 60 listens "$HTTP_PORT"
   MAP_URL="http://127.0.0.1:$HTTP_PORT/"
   say "hub up: the duty officer's map is at $MAP_URL"
