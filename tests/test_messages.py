@@ -344,6 +344,7 @@ def test_topic_table() -> None:
     assert topics.status == "towerwatch/t1/status"
     assert topics.alarm == "towerwatch/t1/alarm"
     assert topics.snapshot("t1-0001") == "towerwatch/t1/alarm/t1-0001/snapshot"
+    assert topics.alarm_state("t1-0001") == "towerwatch/t1/alarm/t1-0001/state"
     assert topics.command("goto") == "towerwatch/t1/cmd/goto"
     assert topics.command_reply("goto") == "towerwatch/t1/cmd/goto/reply"
     assert topics.command_filter == "towerwatch/t1/cmd/+"
@@ -351,6 +352,7 @@ def test_topic_table() -> None:
         ("status", 1, True),
         ("alarm", 1, False),
         ("alarm/{alarm_id}/snapshot", 1, False),
+        ("alarm/{alarm_id}/state", 1, True),
         ("cmd/{verb}", 1, False),
         ("cmd/{verb}/reply", 1, False),
     }

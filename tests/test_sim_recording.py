@@ -94,6 +94,6 @@ def test_every_scenario_records_a_recording_that_replay_reads(name: str, tmp_pat
     assert recorded.exit_code == 0, recorded.output
     replayed = runner.invoke(cli, ["replay", str(out)])
     assert replayed.exit_code == 0, replayed.output
-    for line in replayed.output.splitlines():
+    for line in replayed.stdout.splitlines():  # the closing summary goes to stderr
         decision = json.loads(line)
         assert decision["event"] in ("candidate", "rejected")
