@@ -499,12 +499,11 @@ def _number(args: dict[str, Any], key: str) -> float:
 def process_usage() -> dict[str, float]:
     """This process's CPU seconds and resident memory, for the status document."""
     usage: dict[str, float] = {"cpu_s": time.process_time()}
-    try:
+    # Without /proc (not Linux) the status simply has no memory figure.
+    with contextlib.suppress(OSError, ValueError, IndexError):
         with open("/proc/self/statm", encoding="ascii") as statm:
             pages = int(statm.read().split()[1])
         usage["memory_mb"] = pages * os.sysconf("SC_PAGE_SIZE") / 1024**2
-    except (OSError, ValueError, IndexError):
-        pass
     return usage
 
 

@@ -46,10 +46,7 @@ class CountyScenario(sc._Strict):
 
     @property
     def start_unix(self) -> float:
-        t = self.start_utc
-        if t.tzinfo is None:
-            t = t.replace(tzinfo=dt.UTC)
-        return t.timestamp()
+        return sc.utc_unix(self.start_utc)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> CountyScenario:

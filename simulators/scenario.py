@@ -10,6 +10,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
+def utc_unix(t: dt.datetime) -> float:
+    """Unix seconds of a scenario time; a time without a zone is UTC."""
+    return (t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)).timestamp()
+
 class ScenarioError(Exception):
     """A scenario file is missing or invalid; the message names the file, key and rule."""
 
@@ -271,10 +275,7 @@ class Scenario(_Strict):
 
     @property
     def start_unix(self) -> float:
-        t = self.start_utc
-        if t.tzinfo is None:
-            t = t.replace(tzinfo=dt.UTC)
-        return t.timestamp()
+        return utc_unix(self.start_utc)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Scenario:
