@@ -23,6 +23,7 @@ from pydantic import (
     InstanceOf,
     SerializeAsAny,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -64,7 +65,8 @@ class KeysConflict(ValueError):
 class TowerSettings(StrictSettings):
     id: str = Field(
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
-        description="tower identifier: MQTT topic level and client id (letters, digits, - and _)",
+        description="tower identifier: MQTT topic level and client id (letters, digits, - and "
+        "_; not `hub`, the hub's own)",
     )
     name: str = Field("", max_length=200, description="human-readable tower name")
     lat: float = Field(ge=-90.0, le=90.0, description="camera position, WGS84 latitude")
@@ -75,6 +77,14 @@ class TowerSettings(StrictSettings):
     mast_height_m: float = Field(
         ge=0.0, le=500.0, description="camera height above the ground at the tower foot"
     )
+
+    @field_validator("id")
+    @classmethod
+    def _not_the_hubs(cls, value: str) -> str:
+        # The county hub's topic level and broker identity (config/mosquitto/acl).
+        if value == "hub":
+            raise ValueError("`hub` is the county hub's own identity; pick another tower id")
+        return value
 
     @property
     def camera_altitude_m(self) -> float:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from drivers.base import StrictSettings
 from edge.config import ConfigError, _apply_override, _report
@@ -14,6 +14,23 @@ from edge.yamlsource import KeyPath, load_yaml_file
 from hub.fires import FusionSettings
 
 __all__ = ["ConfigError", "HubConfig", "load_hub_config"]
+
+
+class HubTlsSettings(StrictSettings):
+    """MQTT over TLS; with a client certificate the broker knows the hub by its Common
+    Name (``hub`` in the sample ACL of config/mosquitto/)."""
+
+    ca_file: Path = Field(description="CA bundle that signed the broker's certificate")
+    cert_file: Path | None = Field(None, description="the hub's client certificate (mutual TLS)")
+    key_file: Path | None = Field(
+        None, description="the hub's client key; readable by its owner only (mode 0600)"
+    )
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> HubTlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file: give both or neither")
+        return self
 
 
 class HubMqttSettings(StrictSettings):
@@ -34,6 +51,7 @@ class HubMqttSettings(StrictSettings):
     )
     username: str | None = Field(None, description="broker user name")
     password: str | None = Field(None, description="broker password")
+    tls: HubTlsSettings | None = Field(None, description="TLS to the broker (port 8883)")
     keepalive_s: int = Field(30, ge=5, le=600, description="MQTT keepalive")
     session_expiry_s: int = Field(
         86400, ge=0, le=2**32 - 1, description="how long the broker queues for an absent hub"

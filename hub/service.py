@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import queue
+import ssl
 import threading
 import time
 from typing import Any
@@ -14,7 +15,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from hub.config import HubConfig
+from drivers.base import DriverError
+from edge.secrets import check_private
+from hub.config import HubConfig, HubTlsSettings
 from hub.fires import Fuser
 from hub.ingest import Ingest, TopicFilters
 from hub.model import FireMessage
@@ -28,6 +31,29 @@ log = structlog.get_logger("hub")
 _INBOX_SIZE = 5000
 # At most this many messages share one store transaction.
 _BATCH_MAX = 200
+
+
+class HubStartError(Exception):
+    """The hub cannot start as configured; the message names the key to fix."""
+
+
+def _set_tls(client: mqtt.Client, tls: HubTlsSettings) -> None:
+    try:
+        if tls.key_file is not None:
+            check_private(tls.key_file, "mqtt.tls.key_file")
+        client.tls_set(
+            ca_certs=str(tls.ca_file),
+            certfile=None if tls.cert_file is None else str(tls.cert_file),
+            keyfile=None if tls.key_file is None else str(tls.key_file),
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
+    except DriverError as err:
+        raise HubStartError(str(err)) from None
+    except (OSError, ssl.SSLError) as err:
+        raise HubStartError(
+            f"mqtt.tls (ca_file={tls.ca_file}, cert_file={tls.cert_file}, "
+            f"key_file={tls.key_file}): cannot load TLS files: {err}"
+        ) from None
 
 
 class HubMqtt:
@@ -55,6 +81,8 @@ class HubMqtt:
         )
         if self.settings.username is not None:
             self.client.username_pw_set(self.settings.username, self.settings.password)
+        if self.settings.tls is not None:
+            _set_tls(self.client, self.settings.tls)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message

@@ -80,6 +80,14 @@ def test_set_overrides_are_validated_like_the_file(tmp_path: Path) -> None:
         load_config(path, ["mqtt.port"])
 
 
+def test_a_tower_may_not_take_the_hubs_identity(tmp_path: Path) -> None:
+    path = _write(tmp_path, BASE)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, ["tower.id=hub"])
+    (problem,) = caught.value.problems
+    assert "tower.id" in problem and "the county hub's own identity" in problem
+
+
 def test_device_sections_are_checked_by_their_driver(tmp_path: Path) -> None:
     text = BASE.replace("  stream: thermal\n", "  stream: thermal\n  fps_wish: 9\n", 1)
     text = text.replace("  type: onvif\n", "  type: teleport\n")

@@ -64,8 +64,12 @@ def group(
             EXIT_USAGE,
         )
 
+    from hub.service import HubStartError
+
     try:
         code = run_hub(cfg)
+    except HubStartError as exc:
+        fail(str(exc), EXIT_USAGE)
     except OSError as exc:
         fail(f"store ({cfg.store.backend}): {exc}")
     except ImportError as exc:
