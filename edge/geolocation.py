@@ -351,6 +351,32 @@ def _flat_intersection_m(
     return np.where(ok, 2.0 * c / np.where(ok, denom, 1.0), np.nan)
 
 
+# The tallest flames of a wind-driven reed or grass fire stand a few metres above the
+# canopy; 10 m bounds them. Beyond the tower's horizon a fire shows only its flame tops
+# against the sky, so this height sets how far a bearing-only fire can be.
+FLAME_TOP_M = 10.0
+
+
+def _flat_far_reach_m(
+    start_height_m: float,
+    ground_m: FloatArray,
+    elevation_deg: FloatArray,
+    k: FloatArray,
+    flame_top_m: float = FLAME_TOP_M,
+) -> FloatArray:
+    """Farthest distance at which a ray that misses the level ground still passes within
+    ``flame_top_m`` of it: the far end of where a fire's flames could stand on that line
+    of sight. NaN when the ray never comes that low (the source stands higher: a flare
+    top, a plume) or when the earth does not curve away from it (k ≥ 1)."""
+    a = (1.0 - k) / (2.0 * EARTH_RADIUS_M)
+    b = np.tan(np.radians(elevation_deg))
+    c = start_height_m - ground_m - flame_top_m
+    disc = b * b - 4.0 * a * c
+    ok = (a > 0.0) & (disc >= 0.0)
+    far = (-b + np.sqrt(np.where(ok, disc, 0.0))) / np.where(ok, 2.0 * a, 1.0)
+    return np.where(ok & (far > 0.0), far, np.nan)
+
+
 def _interp_path(nodes: FloatArray, s_m: FloatArray, spacing_m: float) -> FloatArray:
     """Values along each ray (rows of nodes, one node every spacing_m) at distances s_m.
 
@@ -500,7 +526,10 @@ def geolocate(
     range interval come from a seeded Monte-Carlo over pan, tilt, k, terrain
     height and lidar range errors; the result is bearing-only when the range
     spread (half the 16–84 % interval) exceeds max_range_sigma_m or the ray may
-    not meet the ground within max_range_m.
+    not meet the ground within max_range_m. Over flat ground a ray that misses it
+    ends, for range_max_m, where it passes FLAME_TOP_M above the ground: beyond that
+    no fire's flames can stand on the line of sight. max_range_m bounds it only where
+    nothing better is known (terrain, a source that stands higher than flames).
     """
     if errors is None:
         errors = ErrorModel()
@@ -527,6 +556,9 @@ def geolocate(
     surface += canopy_height_m
 
     source: RangeSource
+    # Where a ray that misses the ground may still end: the configured cap, unless the
+    # flat earth says more honestly how far flames on that line of sight can be.
+    miss_bound_m = np.full(n + 1, max_range_m)
     if lidar_range_m is not None:
         source = "lidar"
         slant = np.empty(n + 1)
@@ -540,6 +572,8 @@ def geolocate(
         source = "earth"
         ranges = _flat_intersection_m(tower.height_m, ground_elevation_m + surface, elevations, ks)
         ranges = np.where(ranges <= max_range_m, ranges, np.nan)
+        far_m = _flat_far_reach_m(tower.height_m, ground_elevation_m + surface, elevations, ks)
+        miss_bound_m = np.where(np.isnan(far_m), max_range_m, far_m)
     else:
         source = "terrain"
         ground_at_tower = float(terrain.height_or_nan(tower.lat, tower.lon))
@@ -554,7 +588,7 @@ def geolocate(
         )
 
     hits = ~np.isnan(ranges)
-    clipped = np.where(hits, ranges, max_range_m)
+    clipped = np.where(hits, ranges, miss_bound_m)
     sample_ranges = clipped[1:]
     p025, p16, p84, p975 = np.percentile(sample_ranges, [2.5, 16.0, 84.0, 97.5])
     range_sigma = float(p84 - p16) / 2.0
@@ -573,8 +607,8 @@ def geolocate(
             range_m=None,
             range_source=source,
             range_sigma_m=range_sigma,
-            range_min_m=float(p025),
-            range_max_m=max_range_m,
+            range_min_m=float(min(p025, miss_bound_m[0])),
+            range_max_m=float(max(p975, miss_bound_m[0])),
             uncertainty=None,
             bearing_only=True,
         )

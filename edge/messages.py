@@ -29,7 +29,7 @@ STATUS_SCHEMA: Final = "towerwatch.status/1"
 REPLY_SCHEMA: Final = "towerwatch.reply/1"
 
 # Ellipses are stated at this probability; the hub draws them as such.
-ELLIPSE_CONFIDENCE: Final = 0.95
+ELLIPSE_LEVEL: Final = 0.95
 
 _ISO_Z_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 
@@ -130,14 +130,14 @@ class Uncertainty(_Model):
     semi_major_m: float = Field(ge=0.0)
     semi_minor_m: float = Field(ge=0.0)
     orientation_deg: float = Field(ge=0.0, lt=180.0)
-    confidence: float = ELLIPSE_CONFIDENCE
+    # The probability that the fire lies inside the ellipse; named `level` so that it is
+    # never read as the alarm's `confidence` (the belief that it is a fire at all).
+    level: float = ELLIPSE_LEVEL
 
     @model_validator(mode="after")
     def _major_is_major(self) -> Uncertainty:
-        if self.confidence != ELLIPSE_CONFIDENCE:
-            raise ValueError(
-                f"uncertainty: confidence must be {ELLIPSE_CONFIDENCE}, got {self.confidence}"
-            )
+        if self.level != ELLIPSE_LEVEL:
+            raise ValueError(f"uncertainty: level must be {ELLIPSE_LEVEL}, got {self.level}")
         if self.semi_minor_m > self.semi_major_m:
             raise ValueError(
                 f"uncertainty: semi_minor_m {self.semi_minor_m} exceeds semi_major_m {self.semi_major_m}"

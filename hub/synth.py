@@ -57,7 +57,7 @@ def alarm_payload(
             "semi_major_m": max(half_m, 1.0),
             "semi_minor_m": min(max(half_m, 1.0), distance_m * 0.0017 + 1.0),
             "orientation_deg": bearing_deg % 180.0,
-            "confidence": 0.95,
+            "level": 0.95,
         },
         "bearing_deg": bearing_deg,
         "elevation_deg": -0.3,

@@ -12,8 +12,15 @@ import numpy as np
 import pytest
 
 from edge.dem import Dem, DemError, GridGeometry, utm_forward
-from edge.geodesy import destination, distance_bearing, geodesic_direct, ray_height_m
+from edge.geodesy import (
+    EARTH_RADIUS_M,
+    destination,
+    distance_bearing,
+    geodesic_direct,
+    ray_height_m,
+)
 from edge.geolocation import (
+    FLAME_TOP_M,
     ErrorModel,
     Lens,
     Pose,
@@ -188,6 +195,23 @@ def test_ray_above_the_horizon_gives_no_point() -> None:
     g = geolocate(tower, 45.0, 0.5)
     assert g.bearing_only and g.lat is None and g.range_m is None and g.uncertainty is None
     assert g.range_max_m == 30_000.0
+
+
+def test_a_ray_just_over_the_horizon_is_bounded_by_where_flames_could_stand() -> None:
+    tower = TowerSite(TOWER_LAT, TOWER_LON, 40.0)
+    k = 0.13
+    a = (1.0 - k) / (2.0 * EARTH_RADIUS_M)
+    horizon_m = math.sqrt(40.0 / a)
+    dip_deg = math.degrees(math.atan(2.0 * a * horizon_m))
+    g = geolocate(tower, 0.0, -dip_deg + 0.01, k=k, errors=NO_ERRORS)
+    assert g.bearing_only and g.range_m is None
+    # The ray passes the flame tops (10 m up) once more, beyond the horizon and short of
+    # horizon + the flames' own horizon: not the configured 30 km cap.
+    assert horizon_m < g.range_max_m < horizon_m + math.sqrt(FLAME_TOP_M / a)
+    assert g.range_max_m != 30_000.0
+    s = g.range_max_m
+    height_m = 40.0 + s * math.tan(math.radians(-dip_deg + 0.01)) + a * s * s
+    assert height_m == pytest.approx(FLAME_TOP_M, abs=0.01)
 
 
 def test_canopy_stops_the_ray_earlier() -> None:

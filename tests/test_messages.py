@@ -99,7 +99,7 @@ def test_alarm_json_has_the_contract_fields() -> None:
         "semi_major_m": 420.0,
         "semi_minor_m": 35.0,
         "orientation_deg": 41.5,
-        "confidence": 0.95,
+        "level": 0.95,
     }
     assert data["range_source"] == "terrain"
     assert data["bearing_sigma_deg"] == 0.06
