@@ -43,7 +43,7 @@ SUMMARIES: dict[str, str] = {
     "coverage": "Coverage map (GeoJSON for QGIS, PNG): sector, horizon, ranges, sources, roads.",
     "doctor": "Check the installation: config, files, secrets, devices, broker, disk, time.",
     "status": "Health of the running daemon (through its control socket).",
-    "calibrate": "Head calibration (north, level) from landmarks; known sources; undo.",
+    "calibrate": "Head calibration from landmarks; known sources; exclusion masks; undo.",
     "ptz": "Read and move the pan-tilt head (where, goto, jog, release).",
     "test-alarm": "Send a test alarm through the running daemon to the hub.",
     "relay": "Test the alarm relay (siren) with read-back.",

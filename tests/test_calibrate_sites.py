@@ -213,3 +213,104 @@ def test_removing_from_a_flow_list_keeps_its_commas() -> None:
 def test_a_list_that_is_not_a_list_is_refused() -> None:
     with pytest.raises(ValueError, match="t.yaml:1: s is 'x', not a list"):
         with_list_item("s: x\n", "t.yaml", "s", ITEM)
+
+
+def test_mask_add_list_remove_undo_and_the_zone_reaches_detection_and_the_map(
+    example: Path, tmp_path: Path
+) -> None:
+    from edge.detection import DetectionContext
+
+    original = example.read_text()
+    added = _cli(
+        "mask",
+        "add",
+        "Brick kiln",
+        "--bearing",
+        "200",
+        "--range",
+        "2500",
+        "--radius-m",
+        "150",
+        "--reason",
+        "kiln exhaust",
+        "--config",
+        str(example),
+        "--yes",
+    )
+    assert added.exit_code == 0, added.output
+    assert "exclusion_zones: [{name: Brick kiln" in example.read_text()  # the flow list
+    cfg = load_config(example)
+    (zone,) = cfg.exclusion_zones
+    assert (zone.radius_m, zone.reason) == (150.0, "kiln exhaust")
+    distance_m, bearing_deg = distance_bearing(cfg.tower.lat, cfg.tower.lon, zone.lat, zone.lon)
+    assert distance_m == pytest.approx(2500.0, abs=0.1) and bearing_deg == pytest.approx(200.0)
+    (angular,) = DetectionContext.from_config(cfg).exclusion_zones
+    assert angular.name == "Brick kiln" and angular.pan_deg == pytest.approx(200.0)
+
+    second = _cli(
+        "mask",
+        "add",
+        "Firing range",
+        "--lat",
+        "37.79",
+        "--lon",
+        "118.99",
+        "--radius-m",
+        "400",
+        "--config",
+        str(example),
+        "--yes",
+    )
+    assert second.exit_code == 0, second.output
+    listed = _cli("mask", "list", "--config", str(example), "--json")
+    assert [r["name"] for r in json.loads(listed.stdout)["exclusion_zones"]] == [
+        "Brick kiln",
+        "Firing range",
+    ]
+    coverage = CliRunner().invoke(
+        cli, ["coverage", "--config", str(example), "--out", str(tmp_path / "map"), "--json"]
+    )
+    assert coverage.exit_code == 0, coverage.output
+    doc = json.loads((tmp_path / "map" / "coverage.geojson").read_text())
+    zones = [f for f in doc["features"] if f["properties"]["kind"] == "exclusion_zone"]
+    assert [z["properties"]["name"] for z in zones] == ["Brick kiln", "Firing range"]
+    for lon, lat in zones[0]["geometry"]["coordinates"][0]:
+        assert distance_bearing(zone.lat, zone.lon, lat, lon)[0] == pytest.approx(150.0, rel=0.01)
+
+    duplicate = _cli(
+        "mask",
+        "add",
+        "Brick kiln",
+        "--lat",
+        "37.8",
+        "--lon",
+        "119",
+        "--radius-m",
+        "10",
+        "--config",
+        str(example),
+        "--yes",
+    )
+    assert duplicate.exit_code == 2 and "already there" in duplicate.stderr
+    too_big = _cli(
+        "mask",
+        "add",
+        "huge",
+        "--lat",
+        "37.8",
+        "--lon",
+        "119",
+        "--radius-m",
+        "50000",
+        "--config",
+        str(example),
+        "--yes",
+    )
+    assert too_big.exit_code == 2 and "--radius-m" in too_big.stderr
+
+    removed = _cli("mask", "remove", "Brick kiln", "--config", str(example), "--yes")
+    assert removed.exit_code == 0, removed.output
+    assert [z.name for z in load_config(example).exclusion_zones] == ["Firing range"]
+    for _ in range(3):
+        assert _cli("undo", "--config", str(example), "--yes").exit_code == 0
+    assert example.read_text() == original

@@ -1,7 +1,8 @@
-"""`towerwatch calibrate known-source ...`: the tower's mapped places, written into its config.
+"""`towerwatch calibrate known-source|mask ...`: the tower's mapped places, written into its config.
 
 ``known-source add|remove|list`` edits ``known_sources:`` (permanent heat sources the
-detection rejects as ``known_source``). A place is given by its coordinates or by
+detection rejects as ``known_source``); ``mask add|remove|list`` edits
+``exclusion_zones:`` (ground circles whose hotspots it rejects as ``masked``). A place is given by its coordinates or by
 bearing and range from the tower (a laser rangefinder's reading at the mast). Every
 write goes through edge.config_edit: diff, confirmation, backup, ``calibrate undo``.
 """
@@ -18,7 +19,7 @@ import click
 from pydantic import BaseModel, ValidationError
 
 from edge.cli_support import EXIT_USAGE, config_options, echo_json, fail, json_option, load_or_exit
-from edge.config import KnownSource, TowerConfig
+from edge.config import ExclusionZone, KnownSource, TowerConfig
 from edge.config_edit import Scalar, apply_edit, list_names, with_list_item, without_list_item
 from edge.geodesy import destination, distance_bearing
 
@@ -262,4 +263,96 @@ def known_source_list(config: str, sets: tuple[str, ...], as_json: bool) -> None
             f"{r['name']:<28}{r['kind']:<14}{r['lat']:>11.5f}{r['lon']:>12.5f}"
             f"{r['height_m']:>7g}m{r['radius_m']:>7g}m{r['bearing_deg']:>8.2f}°"
             f"{r['range_m'] / 1000:>7.2f}km"
+        )
+
+
+# --------------------------------------------------------------------------- mask
+
+
+@click.group("mask")
+def mask() -> None:
+    """Exclusion zones (ground circles whose hotspots are rejected as 'masked')."""
+
+
+@mask.command("add")
+@config_options
+@click.argument("name")
+@place_options
+@click.option("--radius-m", type=float, required=True, help="Radius on the ground, metres.")
+@click.option("--reason", default="", help="Why it is masked (kept in the config).")
+@click.option("--yes", "assume_yes", is_flag=True, help="Write without asking.")
+def mask_add(
+    config: str,
+    sets: tuple[str, ...],
+    name: str,
+    lat: float | None,
+    lon: float | None,
+    bearing_deg: float | None,
+    range_m: float | None,
+    radius_m: float,
+    reason: str,
+    assume_yes: bool,
+) -> None:
+    """Add the exclusion zone NAME around --lat/--lon or --bearing/--range from the tower."""
+    cfg, path, text = editable_config(config, sets)
+    at_lat, at_lon = place_position(cfg, lat, lon, bearing_deg, range_m)
+    item: dict[str, Scalar] = {"name": name, "lat": at_lat, "lon": at_lon, "radius_m": radius_m}
+    if reason:
+        item["reason"] = reason
+    validated(
+        ExclusionZone,
+        item,
+        {
+            "name": "NAME",
+            "lat": "--lat",
+            "lon": "--lon",
+            "radius_m": "--radius-m",
+            "reason": "--reason",
+        },
+    )
+    add_item(
+        path,
+        text,
+        "exclusion_zones",
+        item,
+        label=f"exclusion zone {name} added",
+        assume_yes=assume_yes,
+    )
+
+
+@mask.command("remove")
+@config_options
+@click.argument("name")
+@click.option("--yes", "assume_yes", is_flag=True, help="Write without asking.")
+def mask_remove(config: str, sets: tuple[str, ...], name: str, assume_yes: bool) -> None:
+    """Remove the exclusion zone NAME."""
+    _, path, text = editable_config(config, sets)
+    remove_item(
+        path,
+        text,
+        "exclusion_zones",
+        name,
+        label=f"exclusion zone {name} removed",
+        assume_yes=assume_yes,
+    )
+
+
+@mask.command("list")
+@config_options
+@json_option
+def mask_list(config: str, sets: tuple[str, ...], as_json: bool) -> None:
+    """The exclusion zones, with bearing and range from the tower."""
+    cfg = load_or_exit(config, sets)
+    rows = place_rows(cfg, cfg.exclusion_zones, ("lat", "lon", "radius_m", "reason"))
+    if as_json:
+        echo_json({"exclusion_zones": rows})
+        return
+    if not rows:
+        click.echo("no exclusion zones")
+        return
+    click.echo(f"{'name':<28}{'lat':>11}{'lon':>12}{'radius':>9}{'bearing':>9}{'range':>9}  reason")
+    for r in rows:
+        click.echo(
+            f"{r['name']:<28}{r['lat']:>11.5f}{r['lon']:>12.5f}{r['radius_m']:>8g}m"
+            f"{r['bearing_deg']:>8.2f}°{r['range_m'] / 1000:>7.2f}km  {r['reason']}"
         )

@@ -163,6 +163,16 @@ def coverage_features(cfg: TowerConfig) -> list[dict[str, Any]]:
                 visibility_km=cfg.weather.visibility_km,
             )
         )
+    for zone in cfg.exclusion_zones:
+        features.append(
+            _feature(
+                "exclusion_zone",
+                zone.name,
+                _polygon(circle_ring(zone.lat, zone.lon, zone.radius_m)),
+                radius_m=zone.radius_m,
+                reason=zone.reason,
+            )
+        )
     for road in cfg.roads:
         features.append(
             _feature(
