@@ -44,6 +44,7 @@ from edge.cli_support import (
     load_or_exit,
 )
 from edge.commands.calibrate_sites import known_source, mask
+from edge.commands.calibrate_thermal import command as thermal
 from edge.config import TowerConfig
 from edge.config_edit import apply_edit, backups_of, last_line_end, write_atomically
 from edge.geolocation import Lens, Pose, TowerSite, bearing_elevation_pixel, bearing_elevation_to
@@ -623,3 +624,4 @@ def apply_drift(
 
 group.add_command(known_source)
 group.add_command(mask)
+group.add_command(thermal)
