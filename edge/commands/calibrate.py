@@ -7,6 +7,9 @@ residual of every landmark, refuses a fit above the acceptance limit, shows the 
 ``ptz.calibration`` in the tower's YAML, keeps a backup and writes; ``undo`` puts the
 newest backup back. ``sight`` records the head's raw angles for one landmark (through
 the running daemon's control socket, or the head itself when no daemon runs).
+``known-source`` and ``mask`` (edge.commands.calibrate_sites) and ``thermal``
+(edge.commands.calibrate_thermal) are registered on the same group; every config write
+goes through edge.config_edit, so one ``undo`` serves them all.
 Background: docs/physics/geolocation.md.
 """
 
@@ -345,7 +348,7 @@ def apply_calibration(
 
 @click.group("calibrate")
 def group() -> None:
-    """Head calibration from surveyed landmarks (see the commissioning guide)."""
+    """Head calibration, known sources, exclusion masks, radiometric check (commissioning guide)."""
 
 
 def _landmarks_option(func: Any) -> Any:
