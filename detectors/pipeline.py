@@ -20,6 +20,7 @@ from detectors.hotspot import (
 )
 from detectors.suppression import (
     AngularSource,
+    AngularZone,
     PoseMemory,
     PoseMemoryBank,
     Sighting,
@@ -27,6 +28,7 @@ from detectors.suppression import (
     VisitAccumulator,
     extended_warm,
     fire_cues,
+    in_exclusion_zone,
     in_glint_cone,
     motion_reason,
     near_known_source,
@@ -40,6 +42,7 @@ from detectors.tracking import Track, Tracker
 
 __all__ = [
     "AngularSource",
+    "AngularZone",
     "Decision",
     "DetectionParams",
     "FramePipeline",
@@ -124,7 +127,7 @@ class Decision:
     a_eq_m2_per_range2: float
     compact: bool
     frame: int = -1
-    source: str | None = None  # the known source's name for reason 'known_source'
+    source: str | None = None  # the known source's or zone's name ('known_source', 'masked')
 
 
 def _focal_px(hfov_deg: float, width_px: int) -> float:
@@ -393,6 +396,7 @@ class FramePipeline:
         static_mask: np.ndarray | None = None,
         sky_mask: np.ndarray | None = None,
         ground_range_m: np.ndarray | None = None,
+        exclusion_zones: Sequence[AngularZone] = (),
     ) -> list[Decision]:
         """Run one frame. Masks are (H, W) bool, True on the road / static source / sky;
         ``ground_range_m`` (per row, see :func:`ground_range_by_row`) lets a hotspot on a
@@ -450,6 +454,7 @@ class FramePipeline:
                 static_mask,
                 hp.dt_min_k,
                 ground_range_m,
+                exclusion_zones,
             )
             if decision is not None:
                 decisions.append(decision)
@@ -468,6 +473,7 @@ class FramePipeline:
         static_mask: np.ndarray | None,
         dt_min_k: float,
         ground_range_m: np.ndarray | None = None,
+        exclusion_zones: Sequence[AngularZone] = (),
     ) -> Decision | None:
         if track.rejected_reason is not None:
             return None
@@ -480,6 +486,9 @@ class FramePipeline:
         src = near_known_source(pan, tilt, known_sources, sp.source_drift_tolerance_deg)
         if src is not None:
             return self._decision(track, t, "rejected", "known_source", 0.0, src.name)
+        zone = in_exclusion_zone(pan, tilt, exclusion_zones)
+        if zone is not None:
+            return self._decision(track, t, "rejected", "masked", 0.0, zone.name)
         if in_glint_cone(pan, tilt, sun_az_deg, sun_el_deg, sp.glint_cone_deg):
             return self._decision(track, t, "rejected", "glint", 0.0)
         if track.hits >= 4 and track.net_displacement_px() > 2.0 * sp.max_displacement_px:

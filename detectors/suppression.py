@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
+from detectors.geometry import angle_diff_deg
 from detectors.solar import glint_angle_deg
 from detectors.tracking import Track
 
@@ -21,6 +22,25 @@ class AngularSource:
     pan_deg: float
     tilt_deg: float
     radius_deg: float
+
+
+@dataclass(frozen=True)
+class AngularZone:
+    """A ground exclusion zone as seen from the tower (true azimuth, elevation).
+
+    A small ground disc at range d and radius r spans ±asin(r/d) in azimuth and, in
+    elevation, the band between its near and far edges: an ellipse of those
+    half-extents about the centre's direction is where the line of sight meets the
+    ground inside it. A zone around the tower itself covers every direction below its
+    far edge (``surrounds_tower``; the far edge's elevation in ``tilt_deg``).
+    """
+
+    name: str
+    pan_deg: float
+    tilt_deg: float
+    half_width_deg: float  # azimuth
+    half_depth_deg: float  # elevation
+    surrounds_tower: bool = False
 
 
 @dataclass(frozen=True)
@@ -176,6 +196,22 @@ def near_known_source(
             src.radius_deg + tolerance_deg
         ):
             return src
+    return None
+
+
+def in_exclusion_zone(
+    pan_deg: float, tilt_deg: float, zones: Sequence[AngularZone]
+) -> AngularZone | None:
+    """The exclusion zone whose ground the direction meets, if any."""
+    for zone in zones:
+        if zone.surrounds_tower:
+            if tilt_deg <= zone.tilt_deg:
+                return zone
+            continue
+        across = angle_diff_deg(pan_deg, zone.pan_deg) / zone.half_width_deg
+        along = (tilt_deg - zone.tilt_deg) / zone.half_depth_deg
+        if across * across + along * along <= 1.0:
+            return zone
     return None
 
 

@@ -173,6 +173,18 @@ class KnownSource(StrictSettings):
     radius_m: float = Field(30.0, gt=0.0, le=5000.0, description="extent to exclude around it")
 
 
+class ExclusionZone(StrictSettings):
+    """A circle on the ground where hotspots are never fire alarms (a gas plant, a kiln yard,
+    a firing range): a candidate whose line of sight meets the ground inside it is rejected
+    as ``masked``. One shape, a circle, so `calibrate mask` can place it from one point."""
+
+    name: str = Field(min_length=1, max_length=100, description="unique; shown in the logs")
+    lat: float = Field(ge=-90.0, le=90.0, description="centre, WGS84 latitude")
+    lon: float = Field(ge=-180.0, le=180.0, description="centre, WGS84 longitude")
+    radius_m: float = Field(gt=0.0, le=20000.0, description="radius on the ground")
+    reason: str = Field("", max_length=200, description="why it is masked, for the next technician")
+
+
 class MapPoint(StrictSettings):
     lat: float = Field(ge=-90.0, le=90.0)
     lon: float = Field(ge=-180.0, le=180.0)
@@ -416,6 +428,11 @@ class TowerConfig(StrictSettings):
     coverage: CoverageSettings = CoverageSettings()
     known_sources: tuple[KnownSource, ...] = ()
     roads: tuple[MappedRoad, ...] = ()
+    exclusion_zones: tuple[ExclusionZone, ...] = Field(
+        (),
+        description="ground circles whose hotspots are rejected as 'masked' "
+        "(name, lat, lon, radius_m, reason); edited by `towerwatch calibrate mask`",
+    )
     detection: DetectionSettings = DetectionSettings()
     patrol: PatrolSettings = PatrolSettings()
     confirmation: ConfirmationSettings = ConfirmationSettings()

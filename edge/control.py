@@ -20,6 +20,7 @@ thread-safe objects (``HeadPause``, the drivers). Wiring it into the daemon::
     register_command_handler(control, self._on_command)   # test-alarm, relay-reset, ...
     if devices.relay is not None:
         register_relay_handlers(control, devices.relay)
+    register_thermal_handlers(control, latest_frames)   # main loop: latest_frames.offer(frame)
     control.start()          # after the devices are built
     ...                      # the patrol skips its moves while head_pause.paused()
     control.stop()           # at shutdown
@@ -477,6 +478,112 @@ def register_relay_handlers(server: ControlServer, relay: _Relay) -> None:
     """``relay.state`` and ``relay.test`` {on_s}: a siren pulse with read-back."""
     server.register("relay.state", lambda _args: {"closed": relay.output()})
     server.register("relay.test", lambda args: relay_pulse(relay, _number(args, "on_s")))
+
+
+# --------------------------------------------------------------------------- thermal window
+
+# Limits of a `thermal.window` request: a small window averaged over a few seconds of frames.
+MAX_WINDOW_HALF_PX = 16
+MAX_WINDOW_FRAMES = 200
+MAX_WINDOW_WAIT_S = 60.0
+
+
+class _ThermalFrame(Protocol):
+    @property
+    def image(self) -> Any: ...
+    @property
+    def t(self) -> float: ...
+    @property
+    def radiometric(self) -> bool: ...
+    @property
+    def shutter(self) -> bool: ...
+
+
+class LatestFrames:
+    """The newest thermal frame, handed over by the main loop for the control threads.
+
+    The main loop only stores a reference (``offer``); a field tool's request waits on
+    the connection thread for the frames it needs, so the camera is opened once, by the
+    daemon, and the main loop never waits for a tool.
+    """
+
+    def __init__(self) -> None:
+        self._ready = threading.Condition()
+        self._frame: _ThermalFrame | None = None
+        self._count = 0
+
+    def offer(self, frame: _ThermalFrame) -> None:
+        with self._ready:
+            self._frame = frame
+            self._count += 1
+            self._ready.notify_all()
+
+    def next_after(self, count: int, timeout_s: float) -> tuple[int, _ThermalFrame | None]:
+        """(its number, the first frame offered after frame number ``count``), or None on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._ready:
+            while self._count <= count:
+                left = deadline - time.monotonic()
+                if left <= 0.0 or not self._ready.wait(left):
+                    return self._count, None
+            return self._count, self._frame
+
+    @property
+    def count(self) -> int:
+        with self._ready:
+            return self._count
+
+    def window(
+        self, u_px: float | None, v_px: float | None, half_px: int, frames: int, timeout_s: float
+    ) -> dict[str, Any]:
+        """Mean temperature of a (2·half+1)² window around (u, v) (default: the centre) in
+        each of the next ``frames`` radiometric frames (shutter frames skipped)."""
+        if not 0 <= half_px <= MAX_WINDOW_HALF_PX:
+            raise ControlError(f"half_px must be 0-{MAX_WINDOW_HALF_PX}, got {half_px}")
+        if not 1 <= frames <= MAX_WINDOW_FRAMES:
+            raise ControlError(f"frames must be 1-{MAX_WINDOW_FRAMES}, got {frames}")
+        if not 0.0 < timeout_s <= MAX_WINDOW_WAIT_S:
+            raise ControlError(f"timeout_s must be in (0, {MAX_WINDOW_WAIT_S:g}], got {timeout_s}")
+        deadline = time.monotonic() + timeout_s
+        seen = self.count
+        means: list[float] = []
+        times: list[float] = []
+        u = v = 0
+        shape: tuple[int, ...] = ()
+        while len(means) < frames:
+            seen, frame = self.next_after(seen, deadline - time.monotonic())
+            if frame is None:
+                raise ControlError(f"thermal: {len(means)} of {frames} frames in {timeout_s:g} s")
+            if frame.shutter:
+                continue
+            if not frame.radiometric:
+                raise ControlError("thermal: the stream is not radiometric; no temperatures")
+            image = frame.image
+            shape = tuple(image.shape)
+            height, width = shape[:2]
+            u = round((width - 1) / 2.0 if u_px is None else u_px)
+            v = round((height - 1) / 2.0 if v_px is None else v_px)
+            if not (half_px <= u < width - half_px and half_px <= v < height - half_px):
+                raise ControlError(
+                    f"window at ({u}, {v}) ± {half_px} px leaves the {width}x{height} image"
+                )
+            patch = image[v - half_px : v + half_px + 1, u - half_px : u + half_px + 1]
+            means.append(float(patch.mean()))
+            times.append(float(frame.t))
+        return {"u_px": u, "v_px": v, "half_px": half_px, "width_px": shape[1],
+                "height_px": shape[0], "mean_k": means, "t": times}  # fmt: skip
+
+
+def register_thermal_handlers(server: ControlServer, frames: LatestFrames) -> None:
+    """``thermal.window`` {u_px?, v_px?, half_px, frames, timeout_s}: window means per frame."""
+
+    def window(args: dict[str, Any]) -> dict[str, Any]:
+        u = None if args.get("u_px") is None else _number(args, "u_px")
+        v = None if args.get("v_px") is None else _number(args, "v_px")
+        return frames.window(u, v, int(_number(args, "half_px")), int(_number(args, "frames")),
+                             _number(args, "timeout_s"))  # fmt: skip
+
+    server.register("thermal.window", window)
 
 
 def _text(args: dict[str, Any], key: str) -> str:

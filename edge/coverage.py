@@ -6,6 +6,7 @@ air) says so in its status as `degraded` instead of silently missing fires.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from detectors.geometry import criterion_k
@@ -16,6 +17,7 @@ from detectors.radiometry import (
     max_detectable_range_m,
 )
 from edge.config import CameraSettings, CoverageSettings, WeatherSettings
+from edge.geodesy import EARTH_RADIUS_M
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,17 @@ class MissionRange:
     @property
     def met(self) -> bool:
         return self.detectable_range_m >= self.required_range_m
+
+
+def horizon_m(camera_height_m: float, refraction_k: float) -> float:
+    """Distance to the refracted ground horizon from ``camera_height_m`` over level ground.
+
+    √(2·h·R_E / (1 − k)): 24 km from 40 m with k = 0.13 (docs/physics/geolocation.md).
+    A ray bent at least as much as the earth (k ≥ 1) never meets a horizon: infinite.
+    """
+    if refraction_k >= 1.0:
+        return math.inf
+    return math.sqrt(2.0 * max(camera_height_m, 0.0) * EARTH_RADIUS_M / (1.0 - refraction_k))
 
 
 def optics_of(camera: CameraSettings) -> Optics:

@@ -252,7 +252,7 @@ class TowerDaemon:
             log.info("first frame", startup_s=round(mono - self.status.started_mono, 3))
         self.deadline.frame(now, mono)
         self.counters["frames"] += 1
-        self.control.count_frame()
+        self.control.count_frame(frame)
         if frame.shutter:
             self.counters["frames_shutter"] += 1  # NUC in progress: the frame is not a scene
             return

@@ -2,9 +2,9 @@
 
 DetectionContext is built once from the config and holds what the pure pipeline cannot
 know by itself: thresholds (with the sky margin and the pose-memory capacity), the
-day/night rule, the tower's known heat sources turned into angles (widened by the
-pointing drift), the mapped roads and the horizon seen from the mast. The daemon's
-ThermalStage, the confirmation scan and `towerwatch replay` all use it, so they decide
+day/night rule, the tower's known heat sources and exclusion zones turned into angles
+(sources widened by the pointing drift), the mapped roads and the horizon seen from the
+mast. The daemon's ThermalStage, the confirmation scan and `towerwatch replay` all use it, so they decide
 alike. ThermalStage returns the candidates the PTZ should confirm and counts the
 rejections by reason for the status topic.
 """
@@ -23,6 +23,7 @@ from detectors import radiometry
 from detectors.geometry import angle_diff_deg, horizon_dip_deg
 from detectors.pipeline import (
     AngularSource,
+    AngularZone,
     Decision,
     DetectionParams,
     FramePipeline,
@@ -32,7 +33,7 @@ from detectors.pipeline import (
 from detectors.solar import sun_position
 from detectors.zoom_test import BlobMeasurement, measure
 from drivers.base import Frame
-from edge.config import DetectionSettings, KnownSource, MappedRoad, TowerConfig
+from edge.config import DetectionSettings, ExclusionZone, KnownSource, MappedRoad, TowerConfig
 from edge.geodesy import destination, distance_bearing
 from edge.geolocation import (
     Lens,
@@ -133,6 +134,28 @@ def angular_sources(
     return out
 
 
+def angular_zones(
+    site: TowerSite, ground_m: float, zones: tuple[ExclusionZone, ...]
+) -> list[AngularZone]:
+    """Exclusion zones as (azimuth, elevation) ellipses from the tower, over flat ground."""
+    out = []
+    for zone in zones:
+        distance_m, bearing = distance_bearing(site.lat, site.lon, zone.lat, zone.lon)
+        if distance_m <= zone.radius_m:
+            far = destination(site.lat, site.lon, bearing, distance_m + zone.radius_m)
+            _, far_el = bearing_elevation_to(site, *far, ground_m)
+            out.append(AngularZone(zone.name, bearing, far_el, 180.0, 0.0, surrounds_tower=True))
+            continue
+        near = destination(site.lat, site.lon, bearing, max(distance_m - zone.radius_m, 1.0))
+        far = destination(site.lat, site.lon, bearing, distance_m + zone.radius_m)
+        _, near_el = bearing_elevation_to(site, *near, ground_m)
+        _, far_el = bearing_elevation_to(site, *far, ground_m)
+        half_width = math.degrees(math.asin(zone.radius_m / distance_m))
+        out.append(AngularZone(zone.name, bearing, (near_el + far_el) / 2.0, half_width,
+                               (far_el - near_el) / 2.0))  # fmt: skip
+    return out
+
+
 @dataclass(frozen=True)
 class RoadPoint:
     """One centre-line point of a mapped road as seen from the tower."""
@@ -216,6 +239,7 @@ class DetectionContext:
     mast_height_m: float
     known_sources: tuple[AngularSource, ...] = ()
     roads: tuple[tuple[RoadPoint, ...], ...] = ()
+    exclusion_zones: tuple[AngularZone, ...] = ()
     roll_deg: float = 0.0  # the camera's roll about its optical axis (ptz.calibration)
 
     @classmethod
@@ -235,6 +259,7 @@ class DetectionContext:
             mast_height_m=cfg.tower.mast_height_m,
             known_sources=tuple(angular_sources(site, ground_m, cfg.known_sources)),
             roads=tuple(tuple(line) for line in road_points(site, ground_m, cfg.roads)),
+            exclusion_zones=tuple(angular_zones(site, ground_m, cfg.exclusion_zones)),
             roll_deg=_roll_deg(cfg),
         )
 
@@ -343,6 +368,7 @@ class ThermalStage:
             known_sources=self.context.known_sources,
             road_mask=self._road_mask_for(pose),
             ground_range_m=self._ground_range_for(pose),
+            exclusion_zones=self.context.exclusion_zones,
         )
 
     def process(

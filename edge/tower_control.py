@@ -1,4 +1,4 @@
-"""The daemon's field-service side: control socket, head pause, drift watch and frozen-camera check.
+"""The daemon's field-service side: control socket, head pause, latest frame, drift watch, frozen camera.
 
 The daemon's main loop owns this object: it feeds frames (``observe_frame``) and hands
 in a fresh status snapshot (``publish``); the control threads only read that snapshot
@@ -24,10 +24,12 @@ from edge.control import (
     ControlError,
     ControlServer,
     HeadPause,
+    LatestFrames,
     process_usage,
     register_command_handler,
     register_ptz_handlers,
     register_relay_handlers,
+    register_thermal_handlers,
     socket_path,
 )
 from edge.devices import Devices
@@ -59,6 +61,7 @@ class TowerControl:
         self.path = socket_path() if path is None else path
         self.server = ControlServer(self.path)
         self.head_pause = HeadPause(clock=time.monotonic)
+        self.latest_frames = LatestFrames()
         self.calibration = configured_calibration(cfg)
         self.drift = DriftWatch(
             site,
@@ -95,6 +98,7 @@ class TowerControl:
         register_command_handler(server, on_command)
         if devices.relay is not None:
             register_relay_handlers(server, devices.relay)
+        register_thermal_handlers(server, self.latest_frames)
         try:
             server.start()
         except (ControlError, OSError) as err:
@@ -110,8 +114,10 @@ class TowerControl:
 
     # --- frames (main loop) ------------------------------------------------------------
 
-    def count_frame(self) -> None:
-        """One frame arrived; the rate is measured in wall time (real, not tower time)."""
+    def count_frame(self, frame: Frame) -> None:
+        """One frame arrived: the rate is measured in wall time (real, not tower time) and
+        the frame is handed to the control threads (`calibrate thermal`)."""
+        self.latest_frames.offer(frame)
         self._frames += 1
         mono = time.monotonic()
         mark_s, mark_n = self._rate_mark

@@ -7,18 +7,17 @@ residual of every landmark, refuses a fit above the acceptance limit, shows the 
 ``ptz.calibration`` in the tower's YAML, keeps a backup and writes; ``undo`` puts the
 newest backup back. ``sight`` records the head's raw angles for one landmark (through
 the running daemon's control socket, or the head itself when no daemon runs).
+``known-source`` and ``mask`` (edge.commands.calibrate_sites) and ``thermal``
+(edge.commands.calibrate_thermal) are registered on the same group; every config write
+goes through edge.config_edit, so one ``undo`` serves them all.
 Background: docs/physics/geolocation.md.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import difflib
 import math
-import os
-import shutil
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,10 @@ from edge.cli_support import (
     json_option,
     load_or_exit,
 )
-from edge.config import ConfigError, TowerConfig, load_config
+from edge.commands.calibrate_sites import known_source, mask
+from edge.commands.calibrate_thermal import command as thermal
+from edge.config import TowerConfig
+from edge.config_edit import apply_edit, backups_of, last_line_end, write_atomically
 from edge.geolocation import Lens, Pose, TowerSite, bearing_elevation_pixel, bearing_elevation_to
 
 CALIBRATION_KEYS = (
@@ -59,7 +61,6 @@ CALIBRATION_KEYS = (
     "level_b_deg",
     "roll_deg",
 )
-BACKUP_SUFFIX = ".before-calibrate-"
 # How long calibrate keeps the head from the patrol when it asks the daemon for it.
 PAUSE_S = 600.0
 
@@ -264,15 +265,6 @@ def _format(value: float | int) -> str:
     return f"{value:.4f}"
 
 
-def _last_line_end(text: str, node: yaml.Node) -> int:
-    """Index of the end of the last line that holds part of ``node``."""
-    last = node
-    while isinstance(last, yaml.MappingNode | yaml.SequenceNode) and last.value:
-        last = last.value[-1][1] if isinstance(last, yaml.MappingNode) else last.value[-1]
-    end = text.find("\n", max(last.end_mark.index - 1, last.start_mark.index))
-    return len(text) if end < 0 else end
-
-
 def with_calibration(text: str, source: str, values: dict[str, float | int]) -> str:
     """``text`` with ``ptz.calibration`` set to ``values``; every comment and other line kept."""
     root = yaml.compose(text)
@@ -285,7 +277,7 @@ def with_calibration(text: str, source: str, values: dict[str, float | int]) -> 
     calibration = next((v for k, v in ptz.value if k.value == "calibration"), None)
     if calibration is None:
         indent = ptz.value[0][0].start_mark.column
-        at = _last_line_end(text, ptz)
+        at = last_line_end(text, ptz)
         block = "\n" + " " * indent + "calibration:"
         for key, value in values.items():
             block += "\n" + " " * (indent + 2) + f"{key}: {_format(value)}"
@@ -307,7 +299,7 @@ def with_calibration(text: str, source: str, values: dict[str, float | int]) -> 
                     "block mapping (one key per line) so calibrate can add keys"
                 )
             indent = calibration.value[0][0].start_mark.column
-            at = _last_line_end(text, calibration)
+            at = last_line_end(text, calibration)
             block = "".join(
                 "\n" + " " * indent + f"{key}: {_format(values[key])}" for key in missing
             )
@@ -317,39 +309,16 @@ def with_calibration(text: str, source: str, values: dict[str, float | int]) -> 
     return text
 
 
-def _check_written(text: str, config_path: Path, expected: PtzCalibration) -> None:
-    """The edited config must load and carry exactly the new calibration."""
-    with tempfile.NamedTemporaryFile(
-        "w", suffix=".yaml", dir=config_path.parent, delete=False, encoding="utf-8"
-    ) as handle:
-        handle.write(text)
-        probe = Path(handle.name)
-    try:
-        cfg = load_config(probe)
-    except ConfigError as exc:
-        raise ValueError("the edited config does not load: " + "; ".join(exc.problems)) from None
-    finally:
-        probe.unlink(missing_ok=True)
-    written: PtzCalibration = cfg.ptz.calibration  # type: ignore[attr-defined]
-    for key in CALIBRATION_KEYS:
-        if abs(float(getattr(written, key)) - float(getattr(expected, key))) > 1e-4:
-            raise ValueError(f"the edited config reads ptz.calibration.{key} back wrong")
+def _read_back(expected: PtzCalibration) -> Callable[[TowerConfig], None]:
+    """A check that the edited config carries exactly the new calibration."""
 
+    def check(cfg: TowerConfig) -> None:
+        written: PtzCalibration = cfg.ptz.calibration  # type: ignore[attr-defined]
+        for key in CALIBRATION_KEYS:
+            if abs(float(getattr(written, key)) - float(getattr(expected, key))) > 1e-4:
+                raise ValueError(f"the edited config reads ptz.calibration.{key} back wrong")
 
-def _write_atomically(path: Path, text: str) -> None:
-    mode = path.stat().st_mode & 0o777
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8"
-    ) as handle:
-        handle.write(text)
-        tmp = Path(handle.name)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
-def backups_of(config_path: Path) -> list[Path]:
-    """Calibration backups of ``config_path``, oldest first."""
-    return sorted(config_path.parent.glob(config_path.name + BACKUP_SUFFIX + "*"))
+    return check
 
 
 def apply_calibration(
@@ -363,31 +332,15 @@ def apply_calibration(
         if show:
             click.echo("the config already holds this calibration; nothing written", err=True)
         return None
-    _check_written(new, config_path, calibration)
-    diff = difflib.unified_diff(
-        old.splitlines(keepends=True),
-        new.splitlines(keepends=True),
-        fromfile=str(config_path),
-        tofile=f"{config_path} (calibrated)",
+    return apply_edit(
+        config_path,
+        old,
+        new,
+        check=_read_back(calibration),
+        label="calibrated",
+        assume_yes=assume_yes,
+        show=show,
     )
-    if show:
-        click.echo("".join(diff), err=True, nl=False)
-    if not assume_yes and not click.confirm(f"write {config_path}?", err=True):
-        fail("not written", EXIT_FAILURE)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    backup = config_path.with_name(config_path.name + BACKUP_SUFFIX + stamp)
-    try:
-        shutil.copy2(config_path, backup)
-        _write_atomically(config_path, new)
-    except PermissionError as exc:
-        fail(f"{exc.filename}: permission denied (run as the config's owner)", EXIT_FAILURE)
-    if show:
-        click.echo(
-            f"wrote {config_path}; backup {backup.name}; undo with "
-            f"`towerwatch calibrate undo --config {config_path}`; restart the daemon to use it",
-            err=True,
-        )
-    return backup
 
 
 # --------------------------------------------------------------------------- commands
@@ -395,7 +348,7 @@ def apply_calibration(
 
 @click.group("calibrate")
 def group() -> None:
-    """Head calibration from surveyed landmarks (see the commissioning guide)."""
+    """Head calibration, known sources, exclusion masks, radiometric check (commissioning guide)."""
 
 
 def _landmarks_option(func: Any) -> Any:
@@ -556,10 +509,10 @@ group.add_command(
 )
 @click.option("--yes", "assume_yes", is_flag=True, help="Restore without asking.")
 def undo(config: Path, assume_yes: bool) -> None:
-    """Put back the config as it was before the last calibration."""
+    """Put back the config as it was before the last calibrate write (any subcommand)."""
     backups = backups_of(config)
     if not backups:
-        fail(f"{config}: no calibration backup to undo", EXIT_USAGE)
+        fail(f"{config}: no calibrate backup to undo", EXIT_USAGE)
     newest = backups[-1]
     current = config.read_text(encoding="utf-8")
     previous = newest.read_text(encoding="utf-8")
@@ -572,7 +525,7 @@ def undo(config: Path, assume_yes: bool) -> None:
     click.echo("".join(diff), err=True, nl=False)
     if not assume_yes and not click.confirm(f"restore {config} from {newest.name}?", err=True):
         fail("not restored", EXIT_FAILURE)
-    _write_atomically(config, previous)
+    write_atomically(config, previous)
     newest.unlink()
     click.echo(f"restored {config} from {newest.name}", err=True)
 
@@ -631,7 +584,7 @@ def sight(
             }  # fmt: skip
         )
         what = f"at pixel ({u_px:g}, {v_px:g})"
-    _write_atomically(landmarks_path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    write_atomically(landmarks_path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     click.echo(f"{name}: {what} at raw pan {raw_pan:.4f}°, raw tilt {raw_tilt:+.4f}°", err=True)
 
 
@@ -670,3 +623,8 @@ def apply_drift(
         err=True,
     )
     apply_calibration(Path(config), corrected, assume_yes=assume_yes)
+
+
+group.add_command(known_source)
+group.add_command(mask)
+group.add_command(thermal)

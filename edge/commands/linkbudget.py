@@ -22,7 +22,7 @@ from edge.cli_support import (
     json_option,
     load_or_exit,
 )
-from edge.geodesy import EARTH_RADIUS_M
+from edge.coverage import horizon_m
 
 # Single-look detection criterion at the worst sub-pixel position (docs/physics/link-budget.md).
 REFERENCE_AIR = (
@@ -30,17 +30,6 @@ REFERENCE_AIR = (
     ("temperate 20 °C/60 %", Atmosphere(20.0, 60.0)),
     ("humid 25 °C/60 %", Atmosphere(25.0, 60.0)),
 )
-
-
-def horizon_m(camera_height_m: float, refraction_k: float) -> float:
-    """Distance to the refracted ground horizon from ``camera_height_m`` over level ground.
-
-    √(2·h·R_E / (1 − k)): 24 km from 40 m with k = 0.13 (docs/physics/geolocation.md).
-    A ray bent at least as much as the earth (k ≥ 1) never meets a horizon: infinite.
-    """
-    if refraction_k >= 1.0:
-        return math.inf
-    return math.sqrt(2.0 * max(camera_height_m, 0.0) * EARTH_RADIUS_M / (1.0 - refraction_k))
 
 
 def _km(range_m: float) -> str:
