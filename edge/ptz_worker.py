@@ -107,8 +107,10 @@ class PtzWorker:
 
     def _serve(self) -> None:
         sent_id = self._reading.sent_request_id
-        last_error: str | None = None
         while not self._stop.is_set():
+            # This round's error only: a failed move is retried next round and stays
+            # reported until it goes through; a failed poll until the next one answers.
+            last_error: str | None = None
             with self._lock:
                 target, self._target = self._target, None
                 self._in_hand = target
@@ -116,7 +118,6 @@ class PtzWorker:
                 try:
                     self._head.absolute_move(target.pan_deg, target.tilt_deg, target.hfov_deg)
                     sent_id = target.request_id
-                    last_error = None
                 except DriverError as exc:
                     self.move_errors += 1
                     last_error = str(exc)
@@ -131,7 +132,7 @@ class PtzWorker:
                 status = self._head.status()
             except DriverError as exc:
                 self.status_errors += 1
-                last_error = str(exc)
+                last_error = last_error or str(exc)
                 status = None
             with self._lock:
                 previous = self._reading
