@@ -153,6 +153,18 @@ class NewestWinsQueue(Generic[T]):
         except queue.Empty:
             return None
 
+    def take_newest(self) -> T | None:
+        """The newest item waiting, or None; the older ones are dropped (and counted)."""
+        newest: T | None = None
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return newest
+            if newest is not None:
+                self._health.count(self._dropped_counter)
+            newest = item
+
 
 class Driver(abc.ABC):
     """Context-manager plumbing shared by every driver."""
@@ -214,6 +226,12 @@ class FrameSource(Protocol):
 
     def read(self, timeout_s: float) -> Frame | None:
         """The next frame, or None when none came within ``timeout_s`` (health says why)."""
+        ...
+
+    def newest(self) -> Frame | None:
+        """The latest frame received since the last call, or None, without waiting; the
+        frames before it are dropped. For a stream whose frames are wanted only now and
+        then (the visible camera's, for snapshots): a source may decode only this one."""
         ...
 
 

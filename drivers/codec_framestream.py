@@ -157,7 +157,7 @@ def encode_frame(
     return header + payload
 
 
-def unchecked_header(data: bytes) -> FrameHeader:
+def unchecked_header(data: bytes | bytearray) -> FrameHeader:
     """The fields as sent, without checks: only for skipping a frame `parse_header` refused
     with FrameValueError (its framing fields were checked then)."""
     (_, _, kind, pixel_format, flags, width, height, seq, t, pan, tilt, hfov, vfov,
@@ -166,7 +166,7 @@ def unchecked_header(data: bytes) -> FrameHeader:
                        payload_len, crc)  # fmt: skip
 
 
-def parse_header(data: bytes) -> FrameHeader:
+def parse_header(data: bytes | bytearray) -> FrameHeader:
     """Header bytes → FrameHeader; FrameStreamError when the framing is broken (resync by
     reconnecting), FrameValueError when only this frame's values are absurd."""
     if len(data) != HEADER.size:
@@ -211,8 +211,8 @@ def _check_pose(pan_deg: float, tilt_deg: float, hfov_deg: float, vfov_deg: floa
         raise FrameValueError(f"pose field of view {hfov_deg:g} x {vfov_deg:g} deg not in (0, 180)")
 
 
-def decode_payload(header: FrameHeader, payload: bytes) -> np.ndarray:
-    """The image: float32 Kelvin, uint8 mono or uint8 BGR; checks the CRC."""
+def decode_payload(header: FrameHeader, payload: bytes | bytearray) -> np.ndarray:
+    """The image, in a new array: float32 Kelvin, uint8 mono or uint8 BGR; checks the CRC."""
     if len(payload) != header.payload_len:
         raise FrameStreamError(f"payload truncated: {len(payload)} of {header.payload_len} bytes")
     if zlib.crc32(payload) != header.payload_crc:

@@ -108,6 +108,11 @@ class Driver(DriverBase):
     def read(self, timeout_s: float) -> Frame | None:
         return self._queue.get(timeout_s)
 
+    def newest(self) -> Frame | None:
+        # A compressed stream must be decoded frame by frame to stay in step, so there is
+        # nothing to save by decoding lazily here.
+        return self._queue.take_newest()
+
     # ----------------------------------------------------------------- reader thread
 
     def _open_capture(self) -> cv2.VideoCapture | None:

@@ -1,4 +1,12 @@
-"""Frame source over the raw radiometric TCP frame stream (codec_framestream)."""
+"""Frame source over the raw radiometric TCP frame stream (codec_framestream).
+
+The reader thread only moves bytes: each payload is received straight into a
+preallocated buffer and queued with its header. The CRC check and the decode happen in
+the consumer, on ``read`` or ``newest``, for the frames it actually takes. A visible
+stream whose frames are wanted only for a snapshot therefore costs the socket copy and
+nothing else; a thermal stream read at the full rate is decoded once per frame, straight
+into the array the detector gets.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,9 @@ import contextlib
 import math
 import socket
 import threading
+import time
+from collections import deque
+from dataclasses import dataclass
 from typing import Literal
 
 import structlog
@@ -18,7 +29,6 @@ from drivers.base import (
     DriverState,
     Frame,
     HealthTracker,
-    NewestWinsQueue,
     SecretStore,
     StrictSettings,
 )
@@ -53,16 +63,93 @@ class _Disconnected(Exception):
     """The server closed the connection or stalled."""
 
 
+@dataclass
+class _Slot:
+    """One payload buffer and, once received, the header it belongs to."""
+
+    buffer: bytearray
+    header: FrameHeader | None = None
+
+
+class _PayloadRing:
+    """Received payloads waiting for the consumer, in buffers that are reused.
+
+    ``depth`` payloads wait at most; when another arrives the oldest is dropped (a fire
+    watch wants the newest view, not a backlog). The ring holds ``depth + 2`` buffers:
+    the waiting ones, the one the reader fills and the one the consumer decodes, so the
+    reader never allocates while the frame size stays the same. Payloads offered and
+    dropped are counted in health as ``frames`` and ``frames_dropped``.
+    """
+
+    def __init__(self, depth: int, health: HealthTracker) -> None:
+        self._depth = depth
+        self._health = health
+        self._ready = threading.Condition()
+        self._waiting: deque[_Slot] = deque()
+        self._free = [_Slot(bytearray()) for _ in range(depth + 2)]
+
+    def acquire(self, size: int) -> _Slot:
+        """A buffer of ``size`` bytes for the reader to fill."""
+        with self._ready:
+            if self._free:
+                slot = self._free.pop()
+            elif self._waiting:  # more consumers than the ring was built for: drop one
+                slot = self._waiting.popleft()
+                self._health.count("frames_dropped")
+            else:
+                slot = _Slot(bytearray())
+        if len(slot.buffer) != size:
+            slot.buffer = bytearray(size)
+        slot.header = None
+        return slot
+
+    def commit(self, slot: _Slot, header: FrameHeader) -> None:
+        """Queue a filled buffer; the oldest waiting one goes when the ring is full."""
+        slot.header = header
+        self._health.count("frames")
+        with self._ready:
+            self._waiting.append(slot)
+            if len(self._waiting) > self._depth:
+                self._free.append(self._waiting.popleft())
+                self._health.count("frames_dropped")
+            self._ready.notify()
+
+    def release(self, slot: _Slot) -> None:
+        """Give a buffer back once its payload is decoded or refused."""
+        with self._ready:
+            self._free.append(slot)
+
+    def take(self, timeout_s: float, *, newest: bool) -> _Slot | None:
+        """The oldest waiting payload (or, with ``newest``, the newest, dropping the rest),
+        or None when none came within ``timeout_s``. The caller releases it."""
+        with self._ready:
+            if not self._ready.wait_for(lambda: self._waiting, max(timeout_s, 0.0)):
+                return None
+            if newest:
+                while len(self._waiting) > 1:
+                    self._free.append(self._waiting.popleft())
+                    self._health.count("frames_dropped")
+            return self._waiting.popleft()
+
+    def clear(self) -> None:
+        with self._ready:
+            self._free.extend(self._waiting)
+            self._waiting.clear()
+
+
 class FrameStreamSource(base.Driver):
-    """Reads frames in a background thread into a small queue; newest frames win."""
+    """Receives frames in a background thread into a small ring; newest frames win.
+
+    ``read`` hands out every frame in order (the thermal camera); ``newest`` only the
+    latest, decoding nothing else (the visible camera, wanted for snapshots).
+    """
 
     def __init__(self, settings: Settings, secrets: SecretStore | None = None) -> None:
         self.settings = settings
         self.name = f"{settings.stream} (host={settings.host}:{settings.port})"
         self._health = HealthTracker(self.name)
-        self._frames: NewestWinsQueue[Frame] = NewestWinsQueue(
-            settings.queue_frames, self._health, "frames", "frames_dropped"
-        )
+        self._ring = _PayloadRing(settings.queue_frames, self._health)
+        self._header_buffer = bytearray(HEADER.size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
@@ -95,7 +182,47 @@ class FrameStreamSource(base.Driver):
         return self._health.snapshot()
 
     def read(self, timeout_s: float) -> Frame | None:
-        return self._frames.get(timeout_s)
+        return self._take(timeout_s, newest=False)
+
+    def newest(self) -> Frame | None:
+        """The latest frame received since the last call, or None; older ones are dropped
+        undecoded."""
+        return self._take(0.0, newest=True)
+
+    def _take(self, timeout_s: float, *, newest: bool) -> Frame | None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            slot = self._ring.take(deadline - time.monotonic(), newest=newest)
+            if slot is None:
+                return None
+            try:
+                frame = self._decode(slot)
+            finally:
+                self._ring.release(slot)
+            if frame is not None or newest:
+                return frame
+
+    def _decode(self, slot: _Slot) -> Frame | None:
+        header = slot.header
+        assert header is not None
+        try:
+            image = decode_payload(header, slot.buffer)
+        except FrameStreamError as exc:
+            # The length framing held (the next header parsed), so the link is sound and
+            # stays up; this one frame is lost.
+            self._reject(str(exc))
+            return None
+        return Frame(
+            image=image,
+            t=header.t,
+            seq=header.seq,
+            radiometric=image.dtype == "float32",
+            pan_deg=header.pan_deg if header.has_pose else math.nan,
+            tilt_deg=header.tilt_deg if header.has_pose else math.nan,
+            hfov_deg=header.hfov_deg if header.has_pose else math.nan,
+            vfov_deg=header.vfov_deg if header.has_pose else math.nan,
+            shutter=header.shutter,
+        )
 
     # ------------------------------------------------------------------ background
 
@@ -129,42 +256,43 @@ class FrameStreamSource(base.Driver):
             self._health.set_state(DriverState.OK)
             log.info("frame stream connected", device=self.name)
             while not self._stop.is_set():
-                raw = self._recv_exactly(sock, HEADER.size)
+                raw = self._header_buffer
+                self._recv_into(sock, memoryview(raw))
                 try:
                     header = parse_header(raw)
                 except FrameValueError as exc:
                     self._skip(sock, unchecked_header(raw), str(exc))
                     continue
-                payload = self._recv_exactly(sock, header.payload_len)
                 size = (header.width, header.height)
                 if self._size is None:
                     self._size = size
                 elif size != self._size:
                     width, height = self._size
-                    self._reject(
+                    self._skip(
+                        sock,
+                        header,
                         f"frame size {header.width}x{header.height} differs from "
-                        f"{width}x{height} the stream started with"
+                        f"{width}x{height} the stream started with",
                     )
                     continue
-                image = decode_payload(header, payload)
+                slot = self._ring.acquire(header.payload_len)
+                try:
+                    self._recv_into(sock, memoryview(slot.buffer))
+                except BaseException:
+                    self._ring.release(slot)
+                    raise
+                self._ring.commit(slot, header)
                 backoff.reset()
-                frame = Frame(
-                    image=image,
-                    t=header.t,
-                    seq=header.seq,
-                    radiometric=image.dtype == "float32",
-                    pan_deg=header.pan_deg if header.has_pose else math.nan,
-                    tilt_deg=header.tilt_deg if header.has_pose else math.nan,
-                    hfov_deg=header.hfov_deg if header.has_pose else math.nan,
-                    vfov_deg=header.vfov_deg if header.has_pose else math.nan,
-                    shutter=header.shutter,
-                )
-                self._frames.put(frame)
         finally:
             sock.close()
 
     def _skip(self, sock: socket.socket, header: FrameHeader, reason: str) -> None:
-        self._recv_exactly(sock, header.payload_len)
+        left = header.payload_len
+        scratch = memoryview(bytearray(min(left, 1 << 16) or 1))
+        while left > 0:
+            chunk = scratch[: min(left, len(scratch))]
+            self._recv_into(sock, chunk)
+            left -= len(chunk)
         self._reject(reason)
 
     def _reject(self, reason: str) -> None:
@@ -172,17 +300,17 @@ class FrameStreamSource(base.Driver):
         self._health.error(f"{self.name}: frame rejected: {reason}", "frames_rejected")
         log.warning("frame rejected", device=self.name, reason=reason)
 
-    def _recv_exactly(self, sock: socket.socket, n: int) -> bytes:
-        chunks = bytearray()
-        while len(chunks) < n:
+    def _recv_into(self, sock: socket.socket, view: memoryview) -> None:
+        """Fill ``view`` from the socket: no allocation, no copy."""
+        got = 0
+        while got < len(view):
             try:
-                chunk = sock.recv(min(n - len(chunks), 1 << 20))
+                n = sock.recv_into(view[got:])
             except TimeoutError:
                 raise _Disconnected(f"no data for {self.settings.stall_timeout_s} s") from None
-            if not chunk:
+            if n == 0:
                 raise _Disconnected("server closed the stream")
-            chunks += chunk
-        return bytes(chunks)
+            got += n
 
 
 Driver = FrameStreamSource

@@ -141,7 +141,7 @@ class TowerDaemon:
         self.devices = build_devices(cfg, secrets)
         self.uplink = self._make_uplink(secrets)
         self.fires = FireReporter(cfg, self.alarms, self.uplink, self.devices.relay,
-                                  terrain=self.terrain)  # fmt: skip
+                                  terrain=self.terrain, visible=self.devices.visible)  # fmt: skip
         self.devices.open_all()
         self.ptz = PtzWorker(self.devices.ptz)
         self.ptz.start()
@@ -198,7 +198,6 @@ class TowerDaemon:
     def _step(self) -> None:
         assert self.devices is not None
         frame = self.devices.thermal.read(timeout_s=0.5)
-        self._drain_visible()
         self._drain_commands()
         if frame is not None:
             self._process_frame(frame)
@@ -234,14 +233,6 @@ class TowerDaemon:
         if math.isfinite(frame.hfov_deg) and not 0.0 < frame.hfov_deg < 180.0:
             return f"frame hfov_deg {frame.hfov_deg} is not in (0, 180)"
         return None
-
-    def _drain_visible(self) -> None:
-        assert self.devices is not None
-        if self.devices.visible is None:
-            return
-        assert self.fires is not None
-        while (visible := self.devices.visible.read(timeout_s=0.0)) is not None:
-            self.fires.last_visible = visible
 
     def _on_frame(self, frame: Frame) -> None:
         self.clock.observe_frame(frame.t)

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from drivers.base import Frame
+from drivers.base import Frame, FrameSource
 from edge.alarms import AlarmBook, AlarmEvent, FireObservation
 from edge.config import TowerConfig
 from edge.confirm import Verdict
@@ -58,6 +58,7 @@ class FireReporter:
         relay: RelayOutput | None,
         *,
         terrain: Terrain | None = None,
+        visible: FrameSource | None = None,
     ) -> None:
         self.cfg = cfg
         self.alarms = alarms
@@ -67,6 +68,10 @@ class FireReporter:
         self.site = TowerSite(cfg.tower.lat, cfg.tower.lon, cfg.tower.camera_altitude_m)
         self.snapshot_dir = Path(cfg.storage.state_dir) / "snapshots"
         self.tower_ref = {"id": cfg.tower.id, "lat": cfg.tower.lat, "lon": cfg.tower.lon}
+        # The visible camera is asked for its newest frame only when a snapshot is sent,
+        # so its stream is not decoded at the frame rate; the last one answered is kept
+        # for when the stream has nothing new.
+        self.visible = visible
         self.last_visible: Frame | None = None
         g = cfg.geolocation
         self.errors = ErrorModel(
@@ -193,6 +198,8 @@ class FireReporter:
     def _send_snapshot(self, event: AlarmEvent, verdict: Verdict) -> None:
         assert verdict.frame is not None
         obs = event.observation
+        if self.visible is not None and (newest := self.visible.newest()) is not None:
+            self.last_visible = newest
         visible = self.last_visible.image if self.last_visible is not None else None
         jpeg = render_snapshot(
             verdict.frame.image,

@@ -217,3 +217,79 @@ def test_header_values_are_checked(field: str, value: float, reason: str) -> Non
     data = encode_frame(KIND_THERMAL, np.full((4, 4), 300.0, np.float32), 0, t, **values)
     with pytest.raises(FrameValueError, match=reason):
         parse_header(data[: HEADER.size])
+
+
+class _VisibleScene(_Scene):
+    def __call__(self, stream: str) -> ProducedFrame:
+        self.t += 0.1
+        return ProducedFrame(np.full((16, 20, 3), 80, np.uint8), self.t, 90.0, -0.5, 5.9, 4.7)
+
+
+def test_newest_decodes_only_the_latest_frame_and_drops_the_rest_undecoded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import drivers.frames_stream as frames_stream
+
+    decoded: list[int] = []
+
+    def counting_decode(header, payload):  # type: ignore[no-untyped-def]
+        decoded.append(header.seq)
+        return decode_payload(header, payload)
+
+    monkeypatch.setattr(frames_stream, "decode_payload", counting_decode)
+    server = FrameStreamServer(_VisibleScene(), fps=100.0)
+    server.start()
+    try:
+        settings = Settings(type="frame_stream", port=server.port, stream="visible")
+        with FrameStreamSource(settings) as source:
+            assert _wait_for(lambda: source.health().counters.get("frames", 0) >= 10)
+            frame = source.newest()
+            assert frame is not None and frame.image.shape == (16, 20, 3)
+            assert decoded == [frame.seq]  # one decode, of the newest frame
+            assert frame.seq >= 9
+            counters = source.health().counters
+            assert counters["frames_dropped"] >= frame.seq - 1  # the rest, never decoded
+            later = source.read(timeout_s=3.0)  # in order again, and newer than `newest`
+            assert later is not None and later.seq > frame.seq
+    finally:
+        server.stop()
+
+
+def test_a_payload_failing_its_crc_is_rejected_and_the_stream_stays_up() -> None:
+    import socket
+    import threading
+
+    frames = [
+        bytearray(encode_frame(KIND_THERMAL, np.full((4, 4), 300.0 + k, np.float32), k, 1.7e9 + k))
+        for k in range(3)
+    ]
+    frames[1][-1] ^= 0xFF  # a flipped bit in the second frame's payload
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve() -> None:
+        client, _ = listener.accept()
+        with client:
+            client.recv(len(hello(KIND_THERMAL)))
+            for data in frames:
+                client.sendall(data)
+            done.wait(10.0)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        port = listener.getsockname()[1]
+        with FrameStreamSource(Settings(type="frame_stream", port=port)) as source:
+            first, second = source.read(timeout_s=3.0), source.read(timeout_s=3.0)
+            assert first is not None and second is not None
+            assert (first.seq, second.seq) == (0, 2)
+            assert second.image[0, 0] == pytest.approx(302.0)
+            health = source.health()
+            assert health.counters.get("frames_rejected") == 1
+            assert "CRC" in (health.last_error or "")
+            assert health.counters.get("disconnects", 0) == 0
+            assert health.state is DriverState.OK
+    finally:
+        done.set()
+        server.join(5.0)
+        listener.close()
