@@ -82,34 +82,90 @@ class Sighting:
     a_eq_m2_per_range2: float
 
 
+# Pose memories hold frames in centikelvin (K × 100) in 16 bits, as the radiometric
+# stream carries them: 0.01 K steps up to 655.35 K, half the bytes of float32. 0 marks a
+# pixel never seen finite (no scene is at 0 K).
+_CENTIKELVIN_PER_K = np.float32(100.0)
+_CENTIKELVIN_MAX = 65535
+
+
+def to_centikelvin(kelvin: np.ndarray) -> np.ndarray:
+    """Kelvin → uint16 centikelvin, rounded; NaN → 0 (unknown), hotter saturates."""
+    scaled = np.nan_to_num(kelvin * _CENTIKELVIN_PER_K, nan=0.0)
+    np.clip(scaled, 0.0, _CENTIKELVIN_MAX, out=scaled)
+    return np.rint(scaled).astype(np.uint16)
+
+
+def from_centikelvin(centikelvin: np.ndarray) -> np.ndarray:
+    """uint16 centikelvin → float32 Kelvin, NaN where unknown."""
+    kelvin = np.multiply(centikelvin, np.float32(1.0) / _CENTIKELVIN_PER_K, dtype=np.float32)
+    kelvin[centikelvin == 0] = np.nan
+    return kelvin
+
+
 @dataclass
 class PoseMemory:
-    """What a pose remembers across revisits: background, last visit and sightings."""
+    """What a pose remembers across revisits: background, last visit and sightings.
+
+    Both frames are stored in uint16 centikelvin (``to_centikelvin``); a pose costs
+    2 bytes per pixel per frame instead of 4.
+    """
 
     pan_deg: float
     tilt_deg: float
     hfov_deg: float
-    background_k: np.ndarray | None = None  # per-pixel EWMA over visits (float32)
-    last_visit_k: np.ndarray | None = None  # mean frame of the previous visit
+    background_ck: np.ndarray | None = None  # per-pixel EWMA over visits
+    last_visit_ck: np.ndarray | None = None  # mean frame of the previous visit
     last_visit_t: float = math.nan
     visits: int = 0
     sightings: list[Sighting] = field(default_factory=list)
 
+    @property
+    def remembers(self) -> bool:
+        return self.background_ck is not None and self.last_visit_ck is not None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.background_ck, self.last_visit_ck) if a is not None)
+
     def fold_visit(self, visit_mean_k: np.ndarray, t: float, tau_s: float) -> None:
         """Merge one visit's mean frame into the background (EWMA with time constant tau_s)."""
-        if self.background_k is None or not math.isfinite(self.last_visit_t):
-            self.background_k = visit_mean_k.astype(np.float32, copy=True)
+        visit_ck = to_centikelvin(visit_mean_k)
+        if self.background_ck is None or not math.isfinite(self.last_visit_t):
+            self.background_ck = visit_ck
         else:
             alpha = 1.0 - math.exp(-max(t - self.last_visit_t, 0.0) / tau_s)
-            fresh = np.isfinite(visit_mean_k)
-            blended = self.background_k + np.float32(alpha) * (visit_mean_k - self.background_k)
-            stale = ~np.isfinite(self.background_k)
-            self.background_k = np.where(
-                fresh, np.where(stale, visit_mean_k, blended), self.background_k
-            ).astype(np.float32)
-        self.last_visit_k = visit_mean_k.astype(np.float32, copy=True)
+            background = self.background_ck.astype(np.float32)
+            blended = background + np.float32(alpha) * (visit_ck - background)
+            # where the visit saw nothing the background stays; where the background knew
+            # nothing the visit is taken as it is
+            blended = np.where(visit_ck == 0, background, blended)
+            blended = np.where(self.background_ck == 0, visit_ck, blended)
+            self.background_ck = np.rint(blended).astype(np.uint16)
+        self.last_visit_ck = visit_ck
         self.last_visit_t = t
         self.visits += 1
+
+    def background_max_k(self, x: float, y: float, radius_px: int) -> float:
+        """Warmest remembered background around a position (NaN when none is known)."""
+        return _neighbourhood_max_k(self.background_ck, x, y, radius_px)
+
+    def last_visit_max_k(self, x: float, y: float, radius_px: int) -> float:
+        """Warmest pixel of the previous visit around a position (NaN when none)."""
+        return _neighbourhood_max_k(self.last_visit_ck, x, y, radius_px)
+
+
+def _neighbourhood_max_k(centikelvin: np.ndarray | None, x: float, y: float, radius: int) -> float:
+    if centikelvin is None:
+        return math.nan
+    h, w = centikelvin.shape
+    i, j = int(round(y)), int(round(x))
+    i0, i1 = max(i - radius, 0), min(i + radius + 1, h)
+    j0, j1 = max(j - radius, 0), min(j + radius + 1, w)
+    if i0 >= i1 or j0 >= j1:
+        return math.nan
+    warmest = int(centikelvin[i0:i1, j0:j1].max())  # unknown pixels (0) never win
+    return warmest / float(_CENTIKELVIN_PER_K) if warmest > 0 else math.nan
 
 
 class PoseMemoryBank:
@@ -237,20 +293,6 @@ def touches_mask(mask: np.ndarray | None, x: float, y: float, radius_px: int) ->
     return bool(np.any(mask[i0:i1, j0:j1]))
 
 
-def sample_neighbourhood_max(image: np.ndarray, x: float, y: float, radius_px: int) -> float:
-    """Largest finite value around a position: tolerant of a pixel or two of pose drift."""
-    h, w = image.shape
-    i, j = int(round(y)), int(round(x))
-    i0, i1 = max(i - radius_px, 0), min(i + radius_px + 1, h)
-    j0, j1 = max(j - radius_px, 0), min(j + radius_px + 1, w)
-    if i0 >= i1 or j0 >= j1:
-        return math.nan
-    patch = image[i0:i1, j0:j1]
-    if not np.any(np.isfinite(patch)):
-        return math.nan
-    return float(np.nanmax(patch))
-
-
 @dataclass(frozen=True)
 class Cues:
     """What the rules saw in one track (for the score and the decision record)."""
@@ -286,12 +328,12 @@ def revisit_cues(
     ``offset_px`` moves a position of the current frame into the memory's pixel grid
     (the pose may differ by a few tenths of a degree between visits).
     """
-    if memory is None or memory.background_k is None or memory.last_visit_k is None:
+    if memory is None or not memory.remembers:
         return math.nan, math.nan
     x = track.last.x + offset_px[0]
     y = track.last.y + offset_px[1]
-    background = sample_neighbourhood_max(memory.background_k, x, y, 1)
-    previous = sample_neighbourhood_max(memory.last_visit_k, x, y, 1)
+    background = memory.background_max_k(x, y, 1)
+    previous = memory.last_visit_max_k(x, y, 1)
     novelty = track.last.peak_k - background
     dt_min = (t - memory.last_visit_t) / 60.0
     rise = (track.last.peak_k - previous) / dt_min if dt_min > 0 else math.nan

@@ -17,7 +17,7 @@ from detectors.pipeline import (
     pan_tilt_to_pixel,
     pixel_to_pan_tilt,
 )
-from detectors.suppression import VisitAccumulator
+from detectors.suppression import PoseMemory, VisitAccumulator, from_centikelvin, to_centikelvin
 
 H, W = 96, 128
 HFOV = 6.0
@@ -217,6 +217,38 @@ def test_visit_mean_matches_numpy_and_ignores_nan_pixels() -> None:
     assert mean[3, 4] == pytest.approx(expected[3, 4], rel=1e-6)  # mean of the 4 finite
     assert np.isnan(mean[0, 0])  # never finite
     assert acc.take_mean() is None  # a new visit starts empty
+
+
+def test_centikelvin_keeps_a_hundredth_of_a_kelvin_saturates_and_marks_unknown() -> None:
+    kelvin = np.array([[290.004, 290.006], [700.0, np.nan]], dtype=np.float32)
+    stored = to_centikelvin(kelvin)
+    assert stored.dtype == np.uint16
+    back = from_centikelvin(stored)
+    assert back[0, 0] == pytest.approx(290.0, abs=1e-4)
+    assert back[0, 1] == pytest.approx(290.01, abs=1e-4)
+    assert back[1, 0] == pytest.approx(655.35, abs=1e-3)  # as the 16-bit stream saturates
+    assert np.isnan(back[1, 1])
+
+
+def test_pose_memory_blends_visits_in_half_the_bytes_of_float32_frames() -> None:
+    first = np.full((4, 6), 290.0, np.float32)
+    first[0, 0] = np.nan  # a dead pixel on the first visit
+    second = np.full((4, 6), 300.0, np.float32)
+    second[1, 1] = np.nan  # and another on the second
+    memory = PoseMemory(PAN, TILT, HFOV)
+    assert not memory.remembers and math.isnan(memory.background_max_k(2.0, 2.0, 1))
+    memory.fold_visit(first, t=0.0, tau_s=600.0)
+    memory.fold_visit(second, t=600.0, tau_s=600.0)
+    alpha = 1.0 - math.exp(-1.0)
+    assert memory.remembers and memory.visits == 2 and memory.last_visit_t == 600.0
+    assert memory.nbytes == 2 * first.size * 2  # two uint16 frames
+    background = from_centikelvin(memory.background_ck)  # type: ignore[arg-type]
+    assert background[3, 5] == pytest.approx(290.0 + 10.0 * alpha, abs=0.006)
+    assert background[0, 0] == pytest.approx(300.0)  # unknown before: the visit's value
+    assert background[1, 1] == pytest.approx(290.0)  # unseen this visit: kept
+    assert math.isnan(memory.last_visit_max_k(1.0, 1.0, 0))  # unseen on the last visit
+    assert memory.last_visit_max_k(1.0, 1.0, 1) == pytest.approx(300.0)  # a neighbour's
+    assert math.isnan(memory.background_max_k(50.0, 50.0, 1))  # off the frame
 
 
 @pytest.mark.parametrize(("ground_range_m", "expected"), [(10_000.0, ["candidate"]), (1_000.0, [])])
