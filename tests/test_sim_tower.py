@@ -20,6 +20,7 @@ import pytest
 
 from detectors.lidar_returns import analyse_profile
 from drivers import relay_gpio
+from drivers.base import DriverState
 from edge.commands.sim_tower import SpecError, tower_spec
 from edge.config import TowerConfig, load_config
 from edge.devices import Devices, build_devices
@@ -91,7 +92,8 @@ def test_every_device_answers_its_production_driver(
     assert frame is not None and frame.radiometric and frame.image.shape == (512, 640)
     assert abs(frame.t - sim.clock.now()) < 5.0 * SPEED
 
-    # The head over ONVIF.
+    # The head over ONVIF, once its session is up (it connects in the background).
+    wait_for(lambda: devices.ptz.health().state is DriverState.OK, 20.0)
     devices.ptz.absolute_move(90.0, 0.5)
     wait_for(lambda: abs(sim.head.true_pose()[0] - 90.0) < 0.5, 10.0)
     status = wait_for(lambda: (s := devices.ptz.status()) and not s.moving and s, 10.0)
