@@ -91,7 +91,7 @@ _CENTIKELVIN_MAX = 65535
 
 def to_centikelvin(kelvin: np.ndarray) -> np.ndarray:
     """Kelvin → uint16 centikelvin, rounded; NaN → 0 (unknown), hotter saturates."""
-    scaled = np.nan_to_num(kelvin * _CENTIKELVIN_PER_K, nan=0.0)
+    scaled = np.nan_to_num(kelvin * _CENTIKELVIN_PER_K, copy=False, nan=0.0)
     np.clip(scaled, 0.0, _CENTIKELVIN_MAX, out=scaled)
     return np.rint(scaled).astype(np.uint16)
 
@@ -156,16 +156,23 @@ class PoseMemory:
 
 
 def _neighbourhood_max_k(centikelvin: np.ndarray | None, x: float, y: float, radius: int) -> float:
-    if centikelvin is None:
+    patch = None if centikelvin is None else _window(centikelvin, x, y, radius)
+    if patch is None:
         return math.nan
-    h, w = centikelvin.shape
-    i, j = int(round(y)), int(round(x))
-    i0, i1 = max(i - radius, 0), min(i + radius + 1, h)
-    j0, j1 = max(j - radius, 0), min(j + radius + 1, w)
-    if i0 >= i1 or j0 >= j1:
-        return math.nan
-    warmest = int(centikelvin[i0:i1, j0:j1].max())  # unknown pixels (0) never win
+    warmest = int(patch.max())  # unknown pixels (0) never win
     return warmest / float(_CENTIKELVIN_PER_K) if warmest > 0 else math.nan
+
+
+def _window(image: np.ndarray, x: float, y: float, radius_px: int) -> np.ndarray | None:
+    """The pixels within ``radius_px`` of the (rounded) position, clipped to the image;
+    None when the position lies that far outside it."""
+    h, w = image.shape
+    i, j = int(round(y)), int(round(x))
+    i0, i1 = max(i - radius_px, 0), min(i + radius_px + 1, h)
+    j0, j1 = max(j - radius_px, 0), min(j + radius_px + 1, w)
+    if i0 >= i1 or j0 >= j1:
+        return None
+    return image[i0:i1, j0:j1]
 
 
 class PoseMemoryBank:
@@ -282,15 +289,8 @@ def in_glint_cone(
 
 def touches_mask(mask: np.ndarray | None, x: float, y: float, radius_px: int) -> bool:
     """True when any mask pixel lies within ``radius_px`` of the (rounded) position."""
-    if mask is None:
-        return False
-    h, w = mask.shape
-    i, j = int(round(y)), int(round(x))
-    i0, i1 = max(i - radius_px, 0), min(i + radius_px + 1, h)
-    j0, j1 = max(j - radius_px, 0), min(j + radius_px + 1, w)
-    if i0 >= i1 or j0 >= j1:
-        return False
-    return bool(np.any(mask[i0:i1, j0:j1]))
+    patch = None if mask is None else _window(mask, x, y, radius_px)
+    return patch is not None and bool(np.any(patch))
 
 
 @dataclass(frozen=True)

@@ -131,11 +131,6 @@ class _PayloadRing:
                     self._health.count("frames_dropped")
             return self._waiting.popleft()
 
-    def clear(self) -> None:
-        with self._ready:
-            self._free.extend(self._waiting)
-            self._waiting.clear()
-
 
 class FrameStreamSource(base.Driver):
     """Receives frames in a background thread into a small ring; newest frames win.
