@@ -95,13 +95,17 @@ class Driver(SerialDriver):
             if first:
                 _log.info("gnss_fix", device=self.label, lat=fix.lat, lon=fix.lon, alt_m=fix.alt_m)
 
-    def _on_idle(self, io: PortIO) -> None:
+    def _on_idle(self, io: PortIO) -> float | None:
+        if self._silent:
+            return None  # only a sentence ends the silence
         quiet_s = time.monotonic() - self._last_sentence_at
-        if not self._silent and quiet_s > self.settings.silence_timeout_s:
-            self._silent = True
-            self._health.error(
-                f"{self.label}: no NMEA sentence for {self.settings.silence_timeout_s:.1f} s",
-                "silences",
-            )
-            self._health.set_state(DriverState.FAILED)
-            _log.warning("gnss_silent", device=self.label, quiet_s=round(quiet_s, 1))
+        if quiet_s <= self.settings.silence_timeout_s:
+            return self.settings.silence_timeout_s - quiet_s
+        self._silent = True
+        self._health.error(
+            f"{self.label}: no NMEA sentence for {self.settings.silence_timeout_s:.1f} s",
+            "silences",
+        )
+        self._health.set_state(DriverState.FAILED)
+        _log.warning("gnss_silent", device=self.label, quiet_s=round(quiet_s, 1))
+        return None

@@ -176,7 +176,7 @@ class Driver(SerialDriver):
             self._health.set_state(DriverState.OK)
             _log.info("lidar_fault_cleared", device=self.label)
 
-    def _on_idle(self, io: PortIO) -> None:
+    def _on_idle(self, io: PortIO) -> float | None:
         now = time.monotonic()
         if now - self._last_status_request >= self.settings.status_interval_s:
             self._request_status(io)
@@ -199,3 +199,9 @@ class Driver(SerialDriver):
                 f"{self.settings.scan_timeout_s:.1f} s",
                 "timeouts",
             )
+        due = [self._last_status_request + self.settings.status_interval_s]
+        if not self._silent:
+            due.append(self._last_frame_at + self.settings.silence_timeout_s)
+        with self._lock:
+            due.extend(at + self.settings.scan_timeout_s for at in self._pending.values())
+        return min(due) - time.monotonic()

@@ -192,6 +192,7 @@ class Driver(SerialDriver):
         with self._lock:
             self._target = None
             self._continuous_until = time.monotonic() + deadline_s if frame.cmd2 else None
+        self._wake_worker()  # the worker sleeps until a deadline it knows of
 
     def stop(self) -> None:
         with self._lock:
@@ -348,11 +349,16 @@ class Driver(SerialDriver):
         if expired:
             self._stop_now(io, "deadline passed while disconnected")
 
-    def _on_idle(self, io: PortIO) -> None:
+    def _on_idle(self, io: PortIO) -> float | None:
         with self._lock:
-            due = self._continuous_until is not None and time.monotonic() >= self._continuous_until
-        if due:
-            self._stop_now(io, "continuous-move deadline")
+            until = self._continuous_until
+        if until is None:
+            return None
+        left_s = until - time.monotonic()
+        if left_s > 0:
+            return left_s
+        self._stop_now(io, "continuous-move deadline")
+        return None
 
     def _stop_now(self, io: PortIO, reason: str) -> None:
         io.write(pd.stop(self.settings.address).encode())

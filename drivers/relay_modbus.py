@@ -68,6 +68,7 @@ class Driver(SerialDriver):
         with self._lock:
             self._rules.command(on, time.monotonic())
             self._next_attempt = 0.0
+        self._wake_worker()  # the coil follows at once, not at the worker's next deadline
         _log.info("relay_commanded", device=self.label, on=on)
 
     def output(self) -> bool | None:
@@ -143,8 +144,18 @@ class Driver(SerialDriver):
             self._confirmed = None
             self._next_attempt = 0.0
 
-    def _on_idle(self, io: PortIO) -> None:
+    def _on_idle(self, io: PortIO) -> float | None:
+        self._follow_rules(io, time.monotonic())
         now = time.monotonic()
+        with self._lock:
+            if now < self._next_attempt:
+                return self._next_attempt - now  # nothing is tried before the retry
+            change_s = self._rules.next_change_s(now)
+        verify_s = self._last_verify + self.settings.verify_interval_s - now
+        return verify_s if change_s is None else min(verify_s, change_s)
+
+    def _follow_rules(self, io: PortIO, now: float) -> None:
+        """Make the coil what the rules want now, or read it back when that is due."""
         with self._lock:
             desired = self._rules.desired(now)
             confirmed = self._confirmed

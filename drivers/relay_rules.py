@@ -78,3 +78,14 @@ class OutputRules:
             return True
         self._on_since = None
         return False
+
+    def next_change_s(self, now: float) -> float | None:
+        """Seconds until ``desired`` changes by itself (an on-time limit or a hold ends);
+        None when only a command can change it."""
+        if self._on_since is None:
+            return None
+        if self._requested:
+            if self.hardware_max_on_s is None:
+                return None
+            return self._on_since + self.hardware_max_on_s - now
+        return self._on_since + self.min_on_s - now

@@ -38,7 +38,12 @@ _log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-# How long one blocking read waits: the latency with which queued work is picked up.
+# The longest one idle read blocks. Queued work and stop wake the read at once
+# (``cancel_read``) and idle hooks say when they are next due, so this only bounds how
+# late a hook runs if a wake-up is ever missed.
+_IDLE_MAX_S = 0.25
+# Ports that cannot be woken (``socket://``) are polled at this interval instead: the
+# latency with which queued work is picked up there.
 _POLL_S = 0.02
 
 
@@ -63,7 +68,7 @@ class PortIO:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return b""
-            self._port.timeout = min(remaining, _POLL_S)
+            self._port.timeout = remaining
             data = self._port.read(1)
             if data:
                 return bytes(data)
@@ -88,7 +93,10 @@ class SerialLink:
     """A port kept open by a worker thread. Construction does no I/O; ``start`` begins.
 
     ``on_data(bytes)`` receives everything read while no call is running; ``on_connect(io)``
-    runs on the worker after each (re)connection; ``on_idle(io)`` runs between reads.
+    runs on the worker after each (re)connection; ``on_idle(io)`` runs between reads and
+    returns how many seconds until it is next due (None: only data or work can give it
+    any). Between those the worker sleeps in the port's read; ``call``, ``send``, ``wake``
+    and ``stop`` cut that sleep short, so a tower's idle ports cost no CPU.
     I/O failures inside these hooks or inside calls drop the connection, are recorded in
     health and are followed by a reconnect with backoff; they never reach the caller of
     ``call`` as anything but DeviceUnavailable.
@@ -103,7 +111,7 @@ class SerialLink:
         health: HealthTracker,
         on_data: Callable[[bytes], None],
         on_connect: Callable[[PortIO], None] | None = None,
-        on_idle: Callable[[PortIO], None] | None = None,
+        on_idle: Callable[[PortIO], float | None] | None = None,
         backoff: Backoff | None = None,
     ) -> None:
         self.label = label
@@ -119,6 +127,13 @@ class SerialLink:
         self._connected = threading.Event()
         self._thread: threading.Thread | None = None
         self._ever_connected = False
+        # The open port that ``wake`` may interrupt; guarded so a wake never writes into
+        # the abort pipe of a port being closed (its descriptor could be reused).
+        self._wake_lock = threading.Lock()
+        self._wakeable: serial.SerialBase | None = None
+        # Set by every wake: a read inside an exchange may swallow the port's wake-up, the
+        # flag survives it.
+        self._woken = threading.Event()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -132,6 +147,7 @@ class SerialLink:
 
     def stop(self, timeout_s: float = 2.0) -> None:
         self._stop.set()
+        self.wake()
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout_s)
@@ -161,6 +177,7 @@ class SerialLink:
             raise DeviceUnavailable(f"{self.label}: not connected ({self._last_error()})")
         item: _Call[T] = _Call(fn)
         self._calls.put(item)  # type: ignore[arg-type]
+        self.wake()
         if not item.done.wait(timeout_s):
             item.cancelled = True
             self._health.count("timeouts")
@@ -174,6 +191,18 @@ class SerialLink:
         if not self._connected.is_set():
             raise DeviceUnavailable(f"{self.label}: not connected ({self._last_error()})")
         self._calls.put(_Call(lambda io: io.write(data)))
+        self.wake()
+
+    def wake(self) -> None:
+        """Cut the worker's idle read short: new work, or state an idle hook must see now."""
+        self._woken.set()
+        with self._wake_lock:
+            port = self._wakeable
+            if port is not None:
+                try:
+                    port.cancel_read()
+                except (OSError, ValueError) as exc:  # the port died under us: the worker sees it
+                    _log.debug("serial_wake_failed", device=self.label, error=str(exc))
 
     def _last_error(self) -> str:
         return self._health.snapshot().last_error or "no connection yet"
@@ -205,14 +234,19 @@ class SerialLink:
                 self._stop.wait(self._backoff.next_delay())
                 continue
             io = PortIO(port, self._on_data)
+            if hasattr(port, "cancel_read"):
+                with self._wake_lock:
+                    self._wakeable = port
             try:
+                # connected before the reconnect is counted, so whoever sees the count can
+                # send at once (calls queue until the connect hook below has run)
+                self._connected.set()
                 if self._ever_connected:
                     self._health.count("reconnects")
                     _log.info("serial_reconnected", device=self.label, port=self._url)
                 else:
                     _log.info("serial_connected", device=self.label, port=self._url)
                 self._ever_connected = True
-                self._connected.set()
                 self._health.set_state(DriverState.OK)
                 self._backoff.reset()
                 if self._on_connect is not None:
@@ -238,6 +272,8 @@ class SerialLink:
                 _log.exception("serial_worker_failed", device=self.label, port=self._url)
             finally:
                 self._connected.clear()
+                with self._wake_lock:
+                    self._wakeable = None
                 self._fail_pending("connection lost")
                 try:
                     port.close()
@@ -246,6 +282,7 @@ class SerialLink:
             self._stop.wait(self._backoff.next_delay())
 
     def _serve(self, port: serial.SerialBase, io: PortIO) -> None:
+        longest_s = _IDLE_MAX_S if hasattr(port, "cancel_read") else _POLL_S
         while not self._stop.is_set():
             try:
                 item = self._calls.get_nowait()
@@ -254,13 +291,16 @@ class SerialLink:
             if item is not None:
                 self._run_call(item, io)
                 continue
-            port.timeout = _POLL_S
-            waiting = port.in_waiting
-            data = port.read(waiting or 1)
+            self._woken.clear()
+            due_s = self._on_idle(io) if self._on_idle is not None else None
+            if self._woken.is_set():
+                continue  # woken while the hook ran: look at the work and the hook again
+            # A wake from here on is kept by the port (a byte in its abort pipe) and ends
+            # the read at once.
+            port.timeout = longest_s if due_s is None else min(max(due_s, 0.0), longest_s)
+            data = port.read(port.in_waiting or 1)
             if data:
                 self._on_data(bytes(data))
-            if self._on_idle is not None:
-                self._on_idle(io)
 
     def _run_call(self, item: _Call[object], io: PortIO) -> None:
         if item.cancelled:
@@ -370,8 +410,13 @@ class SerialDriver(Driver):
         """The port was (re)opened."""
 
     @abc.abstractmethod
-    def _on_idle(self, io: PortIO) -> None:
-        """Between reads: time for heartbeats, deadlines and silence checks."""
+    def _on_idle(self, io: PortIO) -> float | None:
+        """Between reads: time for heartbeats, deadlines and silence checks. Returns the
+        seconds until it is next due, None when only data or calls can make it due."""
+
+    def _wake_worker(self) -> None:
+        """State an idle hook reads was changed from outside the worker: run it now."""
+        self._link.wake()
 
     def open(self) -> None:
         self._link.start()

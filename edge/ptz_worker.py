@@ -1,22 +1,31 @@
 """Owns the PTZ head in its own thread so a slow or dead head never stalls frame processing.
 
 The main loop posts a target (newest wins) and reads the newest status; the worker sends
-the move, polls the head's status and records errors for the health report. Whatever a
-driver raises, the worker catches at its outer boundary, logs with the traceback, counts
+the move, polls the head's status and records errors for the health report. It polls
+fast while the head moves or may still start to, and slowly once it stands still: an
+ONVIF status call costs the gateway a few ms of CPU, and a dwell needs no 10 Hz pose.
+Whatever a driver raises, the worker catches at its outer boundary, logs with the traceback, counts
 it in `health()` and carries on after a pause: a head's bug never ends the thread.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 import structlog
 
+from detectors.geometry import signed_delta_deg
 from drivers.base import DriverError, PtzHead, PtzStatus
 from edge.thread_health import FailureRecord, ThreadHealth
 
 log = structlog.get_logger(__name__)
+
+ARRIVAL_TOLERANCE_DEG = 0.05  # head position within this of the target: arrived
+# After a move is sent the head may report "not moving" for a moment before it starts;
+# polling stays fast until it is seen at the target, or at least this long.
+FAST_AFTER_MOVE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -36,9 +45,14 @@ class PtzReading:
 
 
 class PtzWorker:
-    def __init__(self, head: PtzHead, poll_interval_s: float = 0.1) -> None:
+    def __init__(
+        self, head: PtzHead, poll_interval_s: float = 0.1, still_poll_interval_s: float = 1.0
+    ) -> None:
         self._head = head
         self._poll_interval_s = poll_interval_s
+        # A head standing still is polled this often: a hand on the joystick or a head
+        # that drifted is still seen within a second.
+        self._still_poll_interval_s = max(still_poll_interval_s, poll_interval_s)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -107,6 +121,8 @@ class PtzWorker:
 
     def _serve(self) -> None:
         sent_id = self._reading.sent_request_id
+        arriving: PtzTarget | None = None  # sent, not yet seen reached
+        fast_until = 0.0
         while not self._stop.is_set():
             # This round's error only: a failed move is retried next round and stays
             # reported until it goes through; a failed poll until the next one answers.
@@ -118,6 +134,8 @@ class PtzWorker:
                 try:
                     self._head.absolute_move(target.pan_deg, target.tilt_deg, target.hfov_deg)
                     sent_id = target.request_id
+                    arriving = target
+                    fast_until = time.monotonic() + FAST_AFTER_MOVE_S
                 except DriverError as exc:
                     self.move_errors += 1
                     last_error = str(exc)
@@ -142,7 +160,31 @@ class PtzWorker:
                     status_request if status is not None else previous.status_after_request_id,
                     last_error,
                 )
-            self._wake.wait(self._poll_interval_s if last_error is None else 1.0)
+            if (
+                arriving is not None
+                and status is not None
+                and reached(status, arriving.pan_deg, arriving.tilt_deg)
+            ):
+                arriving = None
+            fast = arriving is not None and time.monotonic() < fast_until
+            self._wake.wait(self._pause_s(status, last_error, fast))
             self._wake.clear()
             if self._stop.is_set():
                 break
+
+    def _pause_s(self, status: PtzStatus | None, error: str | None, arriving: bool) -> float:
+        """How long to wait for a new target before polling the head again."""
+        if error is not None:
+            return 1.0
+        if status is None or status.moving or arriving:
+            return self._poll_interval_s
+        return self._still_poll_interval_s
+
+
+def reached(status: PtzStatus, pan_deg: float, tilt_deg: float) -> bool:
+    """The head stands still at this pose."""
+    return (
+        not status.moving
+        and abs(signed_delta_deg(status.pan_deg, pan_deg)) <= ARRIVAL_TOLERANCE_DEG
+        and abs(status.tilt_deg - tilt_deg) <= ARRIVAL_TOLERANCE_DEG
+    )

@@ -111,6 +111,9 @@ def test_explicit_stop_ends_a_continuous_move(ptz: Driver, head_sim: PelcoDHeadS
 def test_presets_store_and_recall_a_pose(ptz: Driver, head_sim: PelcoDHeadSimulator) -> None:
     ptz.absolute_move(200.0, 3.0)
     settle(ptz)
+    # Pelco-D cannot report the head's mechanical settle after it reaches the pose, and a
+    # head silently ignores a preset store while settling: wait for the head itself.
+    wait_until(lambda: not head_sim.head.state().moving)
     token = ptz.set_preset("reed bed")
     assert token == "1"
     wait_until(lambda: head_sim.head.presets().get("1") is not None)
@@ -118,7 +121,8 @@ def test_presets_store_and_recall_a_pose(ptz: Driver, head_sim: PelcoDHeadSimula
     ptz.absolute_move(10.0, 0.0)
     settle(ptz)
     ptz.goto_preset(token)
-    time.sleep(0.1)
+    # A preset recall has no target the driver knows: wait for the pose, not a moment.
+    wait_until(lambda: ptz.status().pan_deg == pytest.approx(200.0, abs=0.05), 8.0)
     settle(ptz)
     assert ptz.status().pan_deg == pytest.approx(200.0, abs=0.05)
     with pytest.raises(DriverError, match="preset token"):

@@ -6,7 +6,10 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
+
 from drivers.base import DriverError, PtzStatus
+from edge import ptz_worker
 from edge.ptz_worker import PtzWorker
 
 
@@ -127,5 +130,75 @@ def test_a_failed_move_stays_reported_until_its_retry_goes_through() -> None:
         assert worker.reading().error is None
         assert head.moves == [(45.0, -1.0)]
         assert worker.move_errors == 2
+    finally:
+        worker.stop()
+
+
+class CountingHead:
+    """A head that moves for a given number of status polls after each move, then stands
+    at the target (or short of it)."""
+
+    def __init__(self, polls_moving: int, stops_short_deg: float = 0.0) -> None:
+        self.lock = threading.Lock()
+        self.polls = 0
+        self.polls_moving = polls_moving
+        self.moving_left = 0
+        self.stops_short_deg = stops_short_deg
+        self.pan_deg = 0.0
+
+    def absolute_move(self, pan_deg: float, tilt_deg: float, hfov_deg: float | None) -> None:
+        with self.lock:
+            self.moving_left = self.polls_moving
+            self.pan_deg = pan_deg - self.stops_short_deg
+
+    def status(self) -> PtzStatus:
+        with self.lock:
+            self.polls += 1
+            moving = self.moving_left > 0
+            self.moving_left = max(self.moving_left - 1, 0)
+            return PtzStatus(self.pan_deg, 0.0, 25.0, moving, time.time())
+
+    def count(self) -> int:
+        with self.lock:
+            return self.polls
+
+
+def test_a_head_is_polled_fast_until_it_arrives_then_slowly() -> None:
+    head = CountingHead(polls_moving=30)
+    worker = PtzWorker(head, poll_interval_s=0.01, still_poll_interval_s=5.0)  # type: ignore[arg-type]
+    worker.start()
+    try:
+        worker.move_to(10.0, 0.0)
+        # 30 polls while it moves, at the fast interval: well within one slow interval
+        wait_until(lambda: head.count() >= 30, timeout_s=4.0)
+        wait_until(lambda: (s := worker.reading().status) is not None and not s.moving)
+        arrived = head.count()
+        # seen at the target: slow at once, not only after the move's fast window (2 s)
+        threading.Event().wait(1.0)  # an interval in which a still head is not asked again
+        assert head.count() - arrived <= 1
+        # a new target wakes the worker at once, whatever the slow interval
+        request = worker.move_to(20.0, 0.0)
+        wait_until(lambda: worker.reading().sent_request_id == request, timeout_s=2.0)
+        wait_until(lambda: head.count() >= arrived + 30, timeout_s=2.0)
+    finally:
+        worker.stop()
+
+
+def test_a_head_that_stops_short_is_polled_fast_for_the_move_window_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ptz_worker, "FAST_AFTER_MOVE_S", 0.5)
+    head = CountingHead(polls_moving=5, stops_short_deg=1.0)
+    worker = PtzWorker(head, poll_interval_s=0.01, still_poll_interval_s=5.0)  # type: ignore[arg-type]
+    worker.start()
+    try:
+        worker.move_to(10.0, 0.0)
+        # still fast after it stopped short, hoping it goes on: more than the 5 moving polls
+        wait_until(lambda: head.count() >= 20, timeout_s=4.0)
+        stopped = threading.Event()
+        stopped.wait(0.6)  # past the move window
+        after_window = head.count()
+        stopped.wait(1.0)
+        assert head.count() - after_window <= 1
     finally:
         worker.stop()
