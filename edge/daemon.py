@@ -22,7 +22,6 @@ from typing import Any
 
 import structlog
 
-from detectors.geometry import signed_delta_deg
 from detectors.solar import sun_position
 from drivers.base import Frame
 from edge import sdnotify
@@ -48,7 +47,7 @@ from edge.messages import (
     parse_command,
 )
 from edge.patrol import PatrolPlan, approach_waypoints
-from edge.ptz_worker import PtzWorker
+from edge.ptz_worker import PtzWorker, reached
 from edge.secrets import FileSecretStore
 from edge.status_reporter import StatusReporter
 from edge.topics import CommandVerb
@@ -57,7 +56,6 @@ from edge.uplink import Uplink
 
 log = structlog.get_logger(__name__)
 
-ARRIVAL_TOLERANCE_DEG = 0.05  # head position within this of the target: arrived
 # Frame times outside these years are a broken camera clock, not a moment to process
 # (the sun's position and the tower clock would be nonsense).
 FRAME_T_MIN_S = 946_684_800.0  # 2000-01-01
@@ -115,6 +113,7 @@ class TowerDaemon:
         self.look: Look | None = None
         self.status = StatusReporter(cfg, self.clock, self.detection.is_day)
         self.first_frame_t: float | None = None
+        self._last_frame_now: float | None = None
         self.site = TowerSite(cfg.tower.lat, cfg.tower.lon, cfg.tower.camera_altitude_m)
         self.terrain = self._load_terrain()
         self.control = TowerControl(cfg, self.site)
@@ -238,6 +237,11 @@ class TowerDaemon:
         self.clock.observe_frame(frame.t)
         now = self.clock.now()
         mono = self.clock.monotonic()
+        if self._last_frame_now is not None and now < self._last_frame_now and self.look is not None:
+            # The system clock stepped back: the look's times move with it, or its
+            # settle and dwell would wait out the whole step.
+            self.look.rewind(self._last_frame_now - now)
+        self._last_frame_now = now
         if self.first_frame_t is None:
             self.first_frame_t = now
             log.info("first frame", startup_s=round(mono - self.status.started_mono, 3))
@@ -373,9 +377,7 @@ class TowerDaemon:
         if (
             status is not None
             and reading.status_after_request_id >= look.request_id
-            and not status.moving
-            and abs(signed_delta_deg(status.pan_deg, target_pan)) <= ARRIVAL_TOLERANCE_DEG
-            and abs(status.tilt_deg - look.tilt_deg) <= ARRIVAL_TOLERANCE_DEG
+            and reached(status, target_pan, look.tilt_deg)
         ):
             look.waypoints.pop(0)
             if look.waypoints:

@@ -69,6 +69,12 @@ class Look:
     frames_used: int = 0
     asked_by: Command | None = None  # the hub's command this look carries out, answered at its end
 
+    def rewind(self, step_s: float) -> None:
+        """Tower time stepped back by ``step_s``: the look's start and arrival move with it."""
+        self.started_at -= step_s
+        if self.arrived_at is not None:
+            self.arrived_at -= step_s
+
 
 @dataclass(frozen=True)
 class Dismissed:
