@@ -88,6 +88,9 @@ _SUPERVISE_PERIOD_S = 1.0
 # After a failure the sender thread pauses before retrying, so a persistent fault
 # (a broken disk) does not spin a core.
 _FAILURE_PAUSE_S = 1.0
+# Share of the stop timeout the sender spends delivering what is pending on a clean stop;
+# the rest is left for the retained offline status.
+_STOP_FLUSH_SHARE = 0.6
 
 
 class UplinkError(Exception):
@@ -666,6 +669,7 @@ class Uplink:
             except queue.Empty:
                 event = _Event("tick")
             if event.kind == "stop":
+                self._flush_before_stop(time.monotonic() + _STOP_FLUSH_SHARE * self.stop_timeout_s)
                 return
             # The thread's outer boundary: a storage or paho error is logged, counted
             # and retried; it never ends the thread (alarms would stop silently).
@@ -685,6 +689,30 @@ class Uplink:
                     self._handed_up_to = 0
                     self._rehand_pending = False
                 time.sleep(_FAILURE_PAUSE_S)
+
+    def _flush_before_stop(self, deadline: float) -> None:
+        """With the link up, hand what is pending and wait for its acks until the deadline.
+
+        An alarm committed just before a clean shutdown then reaches the hub now rather than
+        at the next start; what the deadline leaves unacknowledged stays in the outbox.
+        """
+        try:
+            while self._link_up and self._outbox is not None:
+                self._drain()
+                unhanded = self._outbox.pending(after_row_id=self._handed_up_to, limit=1)
+                if not self._inflight and not unhanded:
+                    return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                try:
+                    event = self._events.get(timeout=remaining)
+                except queue.Empty:
+                    return
+                self._handle(event)
+        except Exception as err:
+            self._sender_record.failed(err)
+            log.exception("uplink_stop_flush_failed", where=self._where)
 
     def _supervise_network(self) -> None:
         """Restart paho's network loop if it ended while the uplink is running."""

@@ -207,6 +207,20 @@ def test_alarms_arrive_in_order_and_leave_the_outbox(
     assert uplink.counters().acked == 60
 
 
+def test_a_clean_stop_delivers_what_was_committed_just_before_it(
+    mqtt_broker: MosquittoBroker, mqtt_collector: MqttCollector, make_uplink: UplinkFactory
+) -> None:
+    uplink = make_uplink(mqtt_broker, inflight_window=4)
+    mqtt_collector.wait_one(f"{ROOT}/status")
+    for seq in range(1, 21):
+        uplink.send_alarm(alarm(seq))
+    uplink.stop()  # at once: most of the 20 are still in the outbox or in flight
+    with Outbox(uplink.outbox_path) as outbox:
+        assert outbox.pending() == []
+    mqtt_collector.wait_for(f"{ROOT}/alarm", count=20)
+    assert alarm_seqs(mqtt_collector)[:20] == list(range(1, 21))
+
+
 def test_snapshot_goes_to_its_alarm_topic(
     mqtt_broker: MosquittoBroker, mqtt_collector: MqttCollector, make_uplink: UplinkFactory
 ) -> None:
