@@ -3,29 +3,39 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from detectors import radiometry
+from detectors import hotspot_reference, radiometry
 from detectors.blobs import label_candidates, make_blobs
 from detectors.hotspot import (
     CODE_ABSOLUTE,
     CODE_COMPACT,
     CODE_EXTENDED,
     HotspotParams,
+    HotspotResult,
     detect_hotspots,
     identity_lut,
     quantised_thresholds,
     radiance_lut,
     relative_params,
 )
-from detectors.hotspot_reference import detect_hotspots_reference
+from detectors.hotspot_reference import detect_hotspots_prefiltered, detect_hotspots_reference
 from detectors.hotspot_reference import label_candidates as cv_labels
 
 DAY = HotspotParams()
 NIGHT = HotspotParams(k_sigma=3.5, dt_min_k=6.0, abs_k=330.0, bgfire_dk=6.0)
 LUT = radiance_lut(radiometry.band_radiance, DAY)
+Reference = Callable[[np.ndarray, HotspotParams, np.ndarray, np.ndarray | None], HotspotResult]
+# Both OpenCV pipelines: every pixel's statistics, and an exact prefilter with statistics
+# at its survivors only. The kernel must equal each of them bit for bit.
+REFERENCES = pytest.mark.parametrize(
+    "reference",
+    [detect_hotspots_reference, detect_hotspots_prefiltered],
+    ids=["dense", "prefiltered"],
+)
 
 
 def background(h: int = 64, w: int = 80, seed: int = 0, level_k: float = 290.0) -> np.ndarray:
@@ -226,13 +236,16 @@ def test_kernel_matches_brute_force_definition_on_a_small_frame() -> None:
     assert np.count_nonzero(expected) >= 3
 
 
+@REFERENCES
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("params", [DAY, NIGHT], ids=["day", "night"])
-def test_numba_kernel_equals_opencv_reference(seed: int, params: HotspotParams) -> None:
+def test_numba_kernel_equals_opencv_reference(
+    seed: int, params: HotspotParams, reference: Reference
+) -> None:
     f, mask = cluttered_frame(seed, 256, 320)
     lut = radiance_lut(radiometry.band_radiance, params)
     a = detect_hotspots(f, params, lut, mask)
-    b = detect_hotspots_reference(f, params, lut, mask)
+    b = reference(f, params, lut, mask)
     assert len(a) > 10
     assert np.array_equal(a.codes, b.codes)
     assert np.array_equal(a.rows, b.rows) and np.array_equal(a.cols, b.cols)
@@ -260,8 +273,11 @@ def test_params_reject_inconsistent_windows() -> None:
         HotspotParams(window_radii_px=(5, 3))
 
 
+@REFERENCES
 @pytest.mark.parametrize("masked_fraction", [0.0, 0.6, 0.9])
-def test_numba_kernel_equals_reference_when_windows_must_grow(masked_fraction: float) -> None:
+def test_numba_kernel_equals_reference_when_windows_must_grow(
+    masked_fraction: float, reference: Reference
+) -> None:
     # A sparse valid mask makes the 7×7 annulus too thin, so the larger windows (and the
     # "never enough valid pixels" case) are used; a roof on the frame edge and hot pixels
     # next to each other exercise the second pass near the borders.
@@ -271,7 +287,7 @@ def test_numba_kernel_equals_reference_when_windows_must_grow(masked_fraction: f
     f[150:170, 250:] += 25.0
     f[100, 100:104] += 40.0
     a = detect_hotspots(f, DAY, LUT, mask)
-    b = detect_hotspots_reference(f, DAY, LUT, mask)
+    b = reference(f, DAY, LUT, mask)
     assert len(a) > 0
     assert np.array_equal(a.codes, b.codes)
     assert np.array_equal(a.bg_count, b.bg_count)
@@ -279,7 +295,25 @@ def test_numba_kernel_equals_reference_when_windows_must_grow(masked_fraction: f
     np.testing.assert_array_equal(a.bg_std_k, b.bg_std_k)
 
 
-def test_numba_kernel_equals_reference_in_relative_mode_without_mask() -> None:
+def test_prefiltered_reference_rebuilds_its_tables_for_many_hot_pixels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    f, mask = cluttered_frame(7, 200, 264)
+    f[100, 100:104] += 40.0
+    sparse = detect_hotspots_prefiltered(f, DAY, LUT, mask)
+    monkeypatch.setattr(hotspot_reference, "_MAX_SPARSE_PAIRS", 0)
+    rebuilt = detect_hotspots_prefiltered(f, DAY, LUT, mask)
+    kernel = detect_hotspots(f, DAY, LUT, mask)
+    assert len(kernel) > 0
+    for got in (sparse, rebuilt):
+        assert np.array_equal(got.codes, kernel.codes)
+        assert np.array_equal(got.bg_count, kernel.bg_count)
+        np.testing.assert_array_equal(got.bg_mean_k, kernel.bg_mean_k)
+        np.testing.assert_array_equal(got.bg_std_k, kernel.bg_std_k)
+
+
+@REFERENCES
+def test_numba_kernel_equals_reference_in_relative_mode_without_mask(reference: Reference) -> None:
     rng = np.random.default_rng(4)
     f = np.clip(rng.normal(90, 3, (120, 150)), 0, 255).astype(np.uint8)
     f[40:52, 60:85] = 120  # a warm roof in AGC counts
@@ -287,7 +321,7 @@ def test_numba_kernel_equals_reference_in_relative_mode_without_mask() -> None:
     p = relative_params()
     lut = identity_lut(p)
     a = detect_hotspots(f, p, lut)
-    b = detect_hotspots_reference(f, p, lut)
+    b = reference(f, p, lut)
     assert len(a) > 10
     assert np.array_equal(a.codes, b.codes)
     assert np.array_equal(a.bg_count, b.bg_count)
