@@ -163,7 +163,8 @@ class AlarmMessage(_Model):
 
     schema_: Literal["towerwatch.alarm/1"] = Field(default=ALARM_SCHEMA, alias="schema")
     alarm_id: AlarmId
-    seq: int = Field(ge=1)
+    # A signed 64-bit integer, as the hub stores it (SQLite INTEGER, PostgreSQL BIGINT).
+    seq: int = Field(ge=1, le=2**63 - 1)
     state: AlarmState
     first_seen: IsoTime
     confirmed_at: IsoTime
