@@ -222,18 +222,30 @@ class ModbusRtuDecoder:
     def pending_bytes(self) -> int:
         return len(self._buffer)
 
-    def clear(self) -> None:
-        """Forget a partial frame (a client does this before each new request)."""
+    def flush(self) -> list[ModbusFrame]:
+        """The line fell silent: a partial frame will not complete.
+
+        In RTU, silence ends a frame, so a candidate still waiting for bytes is garbage,
+        and whatever follows it is examined as frames of its own: a corrupt answer that
+        arrived behind a stray byte is counted as a CRC error. Returns the frames found;
+        the buffer is empty afterwards (a client does this before each new request).
+        """
+        out = self.feed(b"", line_silent=True)
         self.garbage_bytes += len(self._buffer)
         self._buffer.clear()
+        return out
 
-    def feed(self, data: bytes) -> list[ModbusFrame]:
+    def feed(self, data: bytes, line_silent: bool = False) -> list[ModbusFrame]:
         buf = self._buffer
         buf.extend(data)
         out: list[ModbusFrame] = []
         while buf:
             length = _frame_length(self.side, buf)
             if length == 0 or not 1 <= buf[0] <= 247:
+                self.garbage_bytes += 1
+                del buf[:1]
+                continue
+            if line_silent and (length is None or len(buf) < length):
                 self.garbage_bytes += 1
                 del buf[:1]
                 continue

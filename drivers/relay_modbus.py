@@ -82,34 +82,44 @@ class Driver(SerialDriver):
     def _exchange(self, io: PortIO, request: bytes, function: int) -> mb.ModbusFrame:
         """One request and its answer (half duplex); raises DeviceUnavailable."""
         io.drain()
-        self._decoder.clear()
+        self._decoder.flush()  # what came before the request is not its answer
         self._counters.sync(self._decoder)
         io.write(request)
         deadline = time.monotonic() + self.settings.reply_timeout_s
         while (remaining := deadline - time.monotonic()) > 0:
-            frames = self._decoder.feed(io.read(remaining))
-            self._counters.sync(self._decoder)
-            for frame in frames:
-                if getattr(frame, "unit", None) != self.settings.unit:
-                    continue
-                if isinstance(frame, mb.ExceptionResponse):
-                    if frame.function != function:
-                        continue
-                    self._health.count("exceptions")
-                    raise DeviceUnavailable(
-                        f"{self.label}: unit {self.settings.unit} coil {self.settings.coil}: "
-                        f"exception {frame.code} ({frame.description})"
-                    )
-                if function == mb.WRITE_SINGLE_COIL and isinstance(frame, mb.WriteSingleCoil):
-                    return frame
-                if function == mb.READ_COILS and isinstance(frame, mb.ReadCoilsResponse):
-                    return frame
-            # Anything else is a stale or foreign answer; keep listening.
+            answer = self._answer_among(self._decoder.feed(io.read(remaining)), function)
+            if answer is not None:
+                return answer
+        # The board fell silent. A stray byte ahead of a corrupt answer makes a frame that
+        # never completes; silence ends it, and the corrupt answer is counted as one.
+        self._decoder.flush()  # a valid answer would have been found behind it already
+        self._counters.sync(self._decoder)
         self._health.count("timeouts")
         raise DeviceUnavailable(
             f"{self.label}: no answer from unit {self.settings.unit} within "
             f"{self.settings.reply_timeout_s:.2f} s"
         )
+
+    def _answer_among(self, frames: list[mb.ModbusFrame], function: int) -> mb.ModbusFrame | None:
+        """The answer to ``function`` among decoded frames, skipping stale or foreign ones;
+        raises DeviceUnavailable when the board answered with an exception."""
+        self._counters.sync(self._decoder)
+        for frame in frames:
+            if getattr(frame, "unit", None) != self.settings.unit:
+                continue
+            if isinstance(frame, mb.ExceptionResponse):
+                if frame.function != function:
+                    continue
+                self._health.count("exceptions")
+                raise DeviceUnavailable(
+                    f"{self.label}: unit {self.settings.unit} coil {self.settings.coil}: "
+                    f"exception {frame.code} ({frame.description})"
+                )
+            if function == mb.WRITE_SINGLE_COIL and isinstance(frame, mb.WriteSingleCoil):
+                return frame
+            if function == mb.READ_COILS and isinstance(frame, mb.ReadCoilsResponse):
+                return frame
+        return None
 
     def _write(self, io: PortIO, on: bool) -> None:
         request = mb.write_single_coil(self.settings.unit, self.settings.coil, on)

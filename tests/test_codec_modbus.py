@@ -81,6 +81,19 @@ def test_decoder_waits_for_a_split_response() -> None:
     assert isinstance(frames[0], mb.ReadCoilsResponse) and frames[0].coils[9]
 
 
+def test_silence_ends_a_stray_partial_frame_and_reveals_the_corrupt_answer_behind_it() -> None:
+    # A stray 0x37 reads as unit 55 asking for a 10-byte coil answer; the board's corrupt
+    # 8-byte echo behind it can never complete that frame, only silence settles it.
+    corrupt = bytearray(mb.write_single_coil(1, 3, True))
+    corrupt[-1] ^= 0x01
+    decoder = mb.ModbusRtuDecoder(Side.RESPONSE)
+    assert decoder.feed(b"\x37" + bytes(corrupt)) == []
+    assert decoder.crc_errors == 0
+    assert decoder.flush() == []
+    assert decoder.crc_errors == 1
+    assert decoder.pending_bytes == 0
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from(list(Side)), st.binary(max_size=40))
 def test_decode_frame_raises_only_its_own_error(side: Side, data: bytes) -> None:
@@ -94,7 +107,7 @@ def test_decoder_never_raises_and_recovers(side: Side, chunks: list[bytes]) -> N
     decoder = mb.ModbusRtuDecoder(side)
     for chunk in chunks:
         decoder.feed(chunk)
-    decoder.clear()
+    decoder.flush()
     assert decoder.feed(mb.write_single_coil(9, 1, False)) == [mb.WriteSingleCoil(9, 1, 0)]
 
 
