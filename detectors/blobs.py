@@ -86,6 +86,73 @@ def label_candidates(rows: np.ndarray, cols: np.ndarray, width: int) -> np.ndarr
     return labels
 
 
+@njit(cache=True)
+def _footprints(
+    frame: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    kinds: np.ndarray,
+    by_label: np.ndarray,
+    starts: np.ndarray,
+    order: np.ndarray,
+    saturation_k: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every pixel of each blob in ``order`` with its one-pixel rim (the PSF spill ring).
+
+    Returns (slot, y, x, is_member) per pixel, slot being the blob's place in ``order``,
+    then per slot the index of its hottest member (the first NaN, as ``np.argmax``) and
+    its flags (bit 0 compact, 1 saturated, 2 absolute). One pass instead of a dozen small
+    numpy calls per blob: a cluttered noon frame has dozens of blobs.
+    """
+    h, w = frame.shape
+    size = 0
+    for b in order:
+        members = by_label[starts[b] : starts[b + 1]]
+        r0, r1 = max(rows[members].min() - 1, 0), min(rows[members].max() + 2, h)
+        c0, c1 = max(cols[members].min() - 1, 0), min(cols[members].max() + 2, w)
+        size += (r1 - r0) * (c1 - c0)
+    slot_of = np.empty(size, dtype=np.int64)
+    ys = np.empty(size, dtype=np.int64)
+    xs = np.empty(size, dtype=np.int64)
+    is_member = np.empty(size, dtype=np.bool_)
+    peaks = np.empty(order.size, dtype=np.int64)
+    flags = np.zeros(order.size, dtype=np.int64)
+    n = 0
+    for slot in range(order.size):
+        b = order[slot]
+        members = by_label[starts[b] : starts[b + 1]]
+        r0, r1 = max(rows[members].min() - 1, 0), min(rows[members].max() + 2, h)
+        c0, c1 = max(cols[members].min() - 1, 0), min(cols[members].max() + 2, w)
+        mask = np.zeros((r1 - r0, c1 - c0), dtype=np.bool_)
+        best = members[0]
+        best_value = -np.inf
+        for m in members:
+            mask[rows[m] - r0, cols[m] - c0] = True
+            value = frame[rows[m], cols[m]]
+            if best_value == best_value and (value != value or value > best_value):
+                best, best_value = m, value  # NaN compares false: the first NaN stays
+            if value >= saturation_k:
+                flags[slot] |= 2
+            if kinds[m] == CODE_COMPACT or kinds[m] == CODE_ABSOLUTE:
+                flags[slot] |= 1
+            if kinds[m] == CODE_ABSOLUTE:
+                flags[slot] |= 4
+        peaks[slot] = best
+        for i in range(r1 - r0):
+            for j in range(c1 - c0):
+                near = False
+                for di in range(max(i - 1, 0), min(i + 2, r1 - r0)):
+                    for dj in range(max(j - 1, 0), min(j + 2, c1 - c0)):
+                        near |= mask[di, dj]
+                if near:
+                    slot_of[n] = slot
+                    ys[n] = r0 + i
+                    xs[n] = c0 + j
+                    is_member[n] = mask[i, j]
+                    n += 1
+    return slot_of[:n], ys[:n], xs[:n], is_member[:n], peaks, flags
+
+
 def make_blobs(
     frame: np.ndarray,
     result: HotspotResult,
@@ -114,55 +181,55 @@ def make_blobs(
         lab = labels[k]
         if best[lab] < 0:
             best[lab] = k
-    order = sorted(range(n_blobs), key=lambda b: -excess[best[b]])[:max_blobs]
-    l_fire = float(radiance(np.asarray([FIRE_REFERENCE_K]))[0])
-    h, w = frame.shape
-    # members of every blob at once (a stable sort keeps row-major order inside a blob),
-    # instead of one full scan of the labels per blob
+    order = np.asarray(
+        sorted(range(n_blobs), key=lambda b: -excess[best[b]])[:max_blobs], dtype=np.int64
+    )
+    # members of every blob at once (a stable sort keeps row-major order inside a blob)
     by_label = np.argsort(labels, kind="stable")
     starts = np.searchsorted(labels[by_label], np.arange(n_blobs + 1))
+    slot_of, ys, xs, is_member, peaks, flags = _footprints(
+        frame, result.rows, result.cols, result.kinds, by_label, starts, order,
+        float(saturation_k),
+    )  # fmt: skip
+    values = np.asarray(frame[ys, xs], dtype=np.float64)
+    usable = np.isfinite(values)
+    if valid_mask is not None:
+        usable &= is_member | valid_mask[ys, xs].astype(bool)
+    bg = np.asarray(result.bg_mean_k[peaks], dtype=np.float64)
+    for lost in np.flatnonzero(~np.isfinite(bg)):
+        # no background from the kernel (an absolute pixel): the rim's median, else the
+        # coolest pixel of the blob's box
+        rim = values[(slot_of == lost) & usable & ~is_member]
+        if rim.size:
+            bg[lost] = float(np.median(rim))
+        else:
+            b = order[lost]
+            members = by_label[starts[b] : starts[b + 1]]
+            r, c = result.rows[members], result.cols[members]
+            box = frame[max(int(r.min()) - 1, 0) : int(r.max()) + 2,
+                        max(int(c.min()) - 1, 0) : int(c.max()) + 2]  # fmt: skip
+            bg[lost] = float(np.nanmin(box))
+    l_bg = radiance(bg)
+    l_fire = float(radiance(np.asarray([FIRE_REFERENCE_K]))[0])
+    used = slot_of[usable]
+    weights = np.clip(radiance(values[usable]) - l_bg[used], 0.0, None)
+    totals = np.bincount(used, weights, minlength=order.size)
+    sum_x = np.bincount(used, weights * xs[usable], minlength=order.size)
+    sum_y = np.bincount(used, weights * ys[usable], minlength=order.size)
     blobs = []
-    for b in order:
-        members = by_label[starts[b] : starts[b + 1]]
-        r = result.rows[members]
-        c = result.cols[members]
-        r0, r1 = max(int(r.min()) - 1, 0), min(int(r.max()) + 2, h)
-        c0, c1 = max(int(c.min()) - 1, 0), min(int(c.max()) + 2, w)
-        crop = np.asarray(frame[r0:r1, c0:c1], dtype=np.float64)
-        member_mask = np.zeros(crop.shape, dtype=bool)
-        member_mask[r - r0, c - c0] = True
-        rim = member_mask.copy()
-        # one-pixel dilation of the member mask (the PSF spill ring)
-        rim[1:, :] |= member_mask[:-1, :]
-        rim[:-1, :] |= member_mask[1:, :]
-        rim2 = rim.copy()
-        rim2[:, 1:] |= rim[:, :-1]
-        rim2[:, :-1] |= rim[:, 1:]
-        usable = rim2 & np.isfinite(crop)
-        if valid_mask is not None:
-            usable &= valid_mask[r0:r1, c0:c1].astype(bool)
-        usable |= member_mask & np.isfinite(crop)
-        k_peak = members[int(np.argmax(frame[r, c]))]
+    for slot, b in enumerate(order.tolist()):
+        k_peak = int(peaks[slot])
         peak_y, peak_x = int(result.rows[k_peak]), int(result.cols[k_peak])
         peak_k = float(frame[peak_y, peak_x])
-        bg_k = float(result.bg_mean_k[k_peak])
-        if not math.isfinite(bg_k):
-            outside = crop[usable & ~member_mask]
-            bg_k = float(np.median(outside)) if outside.size else float(np.nanmin(crop))
+        bg_k = float(bg[slot])
         std_k = float(result.bg_std_k[k_peak])
-        values = np.where(usable, crop, bg_k)
-        l_bg = float(radiance(np.asarray([bg_k]))[0])
-        delta_l = np.where(usable, radiance(values) - l_bg, 0.0)
-        weights = np.clip(delta_l, 0.0, None)
-        total = float(weights.sum())
+        total = float(totals[slot])
         if total > 0.0:
-            yy, xx = np.mgrid[r0:r1, c0:c1]
-            x = float((weights * xx).sum() / total)
-            y = float((weights * yy).sum() / total)
+            x, y = float(sum_x[slot] / total), float(sum_y[slot] / total)
         else:
             x, y = float(peak_x), float(peak_y)
-        a_eq = total * ifov_rad**2 / (l_fire - l_bg) if l_fire > l_bg else math.nan
-        kinds = result.kinds[members]
+        l_bg_slot = float(l_bg[slot])
+        a_eq = total * ifov_rad**2 / (l_fire - l_bg_slot) if l_fire > l_bg_slot else math.nan
         blobs.append(
             Blob(
                 x=x,
@@ -173,12 +240,12 @@ def make_blobs(
                 bg_k=bg_k,
                 delta_t_k=peak_k - bg_k,
                 z=(peak_k - bg_k) / std_k if std_k > 0 else math.inf,
-                area_px=int(members.size),
+                area_px=int(starts[b + 1] - starts[b]),
                 excess_radiance=total,
                 a_eq_m2_per_range2=a_eq,
-                compact=bool(np.any((kinds == CODE_COMPACT) | (kinds == CODE_ABSOLUTE))),
-                saturated=bool(np.any(frame[r, c] >= saturation_k)),
-                absolute=bool(np.any(kinds == CODE_ABSOLUTE)),
+                compact=bool(flags[slot] & 1),
+                saturated=bool(flags[slot] & 2),
+                absolute=bool(flags[slot] & 4),
             )
         )
     return blobs

@@ -120,6 +120,22 @@ def test_very_hot_pixel_without_context_is_absolute() -> None:
     assert math.isnan(res.bg_mean_k[0])
 
 
+def test_a_blob_without_kernel_background_takes_its_rim_median_else_its_box_minimum() -> None:
+    f = np.full((40, 40), 250.0, dtype=np.float32)
+    f[19:22, 19:22] = 260.0
+    f[21, 21] = 255.0
+    f[20, 20] = 400.0
+    mask = np.zeros(f.shape, dtype=bool)
+    mask[20, 20] = True
+    res = detect_hotspots(f, DAY, LUT, mask)
+    assert math.isnan(res.bg_mean_k[0])
+    (rim_blob,) = make_blobs(f, res, radiometry.band_radiance, 1.6e-4)
+    assert rim_blob.bg_k == 260.0  # the median of the eight rim pixels
+    (masked_blob,) = make_blobs(f, res, radiometry.band_radiance, 1.6e-4, valid_mask=mask)
+    assert masked_blob.bg_k == 255.0  # no usable rim: the coolest pixel of its box
+    assert masked_blob.delta_t_k == 145.0
+
+
 def test_masked_pixels_are_never_candidates() -> None:
     f = background()
     add_point(f, 40.0, 30.0, 50.0)
