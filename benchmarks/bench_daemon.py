@@ -290,6 +290,7 @@ def run_trial(
     numba_cache: Path,
     baseline_frames: int,
     numba_threads: int | None,
+    overrides: list[str],
 ) -> Trial:
     """Simulated tower + daemon until the fire is confirmed and a patrol cycle is reported."""
     frame_port, onvif_port = free_port(), free_port()
@@ -322,6 +323,7 @@ def run_trial(
             f"--set=mqtt.port={broker_port}", f"--set=storage.state_dir={workdir / label}",
             f"--set=mqtt.status_interval_s={STATUS_INTERVAL_S:g}",
             f"--set=patrol.azimuth_start_deg={start:g}", f"--set=patrol.azimuth_span_deg={span:g}",
+            *(f"--set={o}" for o in overrides),
             "--duration", f"{timeout_wall_s * speed:g}", "--log-level", "info"]  # fmt: skip
     started = time.monotonic()
     daemon = children.start(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
@@ -426,13 +428,16 @@ def main() -> None:
     parser.add_argument("--sector-span", type=float, default=30.0,
                         help="narrow sector width, centred on the fire's bearing")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="narrow sector only (~3 min)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="daemon config override, e.g. "
+                        "patrol.dwell_s=1.2 (repeatable)")  # fmt: skip
     parser.add_argument("--cold", action="store_true",
                         help="also a cold start with an empty NUMBA_CACHE_DIR")  # fmt: skip
     args = parser.parse_args()
     speed = args.speed
 
     os.chdir(REPO)
-    cfg = load_config(CONFIG)
+    cfg = load_config(CONFIG, args.overrides)  # the report states what the daemon ran with
     scenario = load_scenario(SCENARIO)
     fire = min(scenario.fires, key=lambda f: f.start_s)
     assert fire.at.bearing_deg is not None, "the mission fire is placed by bearing"
@@ -471,7 +476,7 @@ def main() -> None:
                     sector=sector, speed=speed, fps=args.fps, broker_port=broker_port,
                     timeout_wall_s=timeout_wall_s, cycles_wanted=cycles,
                     numba_cache=warm_cache, baseline_frames=BASELINE_FRAMES,
-                    numba_threads=args.numba_threads,
+                    numba_threads=args.numba_threads, overrides=args.overrides,
                 ))  # fmt: skip
                 trials[-1].label = label
             if args.cold:

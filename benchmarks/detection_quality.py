@@ -15,6 +15,7 @@ has: the horizon of its 40 m mast, the GIS road map and the known heat sources.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import statistics
 import time
@@ -109,6 +110,16 @@ def varied(scenario: Scenario, rng: np.random.Generator) -> Scenario:
         }
     )
     return scenario.model_copy(update={"weather": weather})
+
+
+def patrol_plan(plan: Plan, scenario: Scenario, dwell_s: float) -> Plan:
+    """The plan as a patrol of ``dwell_s`` a stop meets it: a fire is already burning when
+    the head arrives (a second after the first ignition), and the visit lasts the dwell.
+    Scenarios without fires keep their timing."""
+    if not scenario.fires:
+        return dataclasses.replace(plan, dwell_s=dwell_s)
+    burning_s = min(fire.start_s for fire in scenario.fires) + 1.0
+    return dataclasses.replace(plan, dwell_s=dwell_s, start_s=max(plan.start_s, burning_s))
 
 
 def run_trial(
@@ -242,6 +253,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=8, help="trials of each other scenario")
     parser.add_argument("--fps", type=float, default=9.0)
     parser.add_argument("--only", nargs="*", help="scenario names to run")
+    parser.add_argument(
+        "--dwell", type=float, help="seconds of every measured visit, arriving at a fire "
+        "already burning (the patrol's dwell_s); default: each scenario's own plan",
+    )
     parser.add_argument("--verbose", action="store_true", help="print every decision")
     args = parser.parse_args()
     mission_n = 10 if args.quick else args.mission_trials
@@ -256,11 +271,15 @@ def main() -> None:
         f"{'scenario':20} {'trials':>6} {'det.rate':>8} {'frames':>6} {'sec':>5} "
         f"{'false/h':>7} {'cold':>4}  rejection reasons"
     )
+    dwell = f"{args.dwell:g} s" if args.dwell is not None else "each scenario's plan"
+    print(f"measured visits: dwell {dwell} at {args.fps:g} fps")
     print(header)
     print("-" * len(header))
     for path in paths:
         scenario = load_scenario(path)
         plan = PLANS.get(path.stem, Plan())
+        if args.dwell is not None:
+            plan = patrol_plan(plan, scenario, args.dwell)
         n = mission_n if path.stem in MISSION else other_n
         tally = Tally()
         for k in range(n):
