@@ -105,11 +105,14 @@ def _footprints(
     numpy calls per blob: a cluttered noon frame has dozens of blobs.
     """
     h, w = frame.shape
+    # each blob's box with its rim, clipped to the frame: rows r0:r1, columns c0:c1
+    boxes = np.empty((order.size, 4), dtype=np.int64)
     size = 0
-    for b in order:
-        members = by_label[starts[b] : starts[b + 1]]
+    for slot in range(order.size):
+        members = by_label[starts[order[slot]] : starts[order[slot] + 1]]
         r0, r1 = max(rows[members].min() - 1, 0), min(rows[members].max() + 2, h)
         c0, c1 = max(cols[members].min() - 1, 0), min(cols[members].max() + 2, w)
+        boxes[slot] = (r0, r1, c0, c1)
         size += (r1 - r0) * (c1 - c0)
     slot_of = np.empty(size, dtype=np.int64)
     ys = np.empty(size, dtype=np.int64)
@@ -121,8 +124,7 @@ def _footprints(
     for slot in range(order.size):
         b = order[slot]
         members = by_label[starts[b] : starts[b + 1]]
-        r0, r1 = max(rows[members].min() - 1, 0), min(rows[members].max() + 2, h)
-        c0, c1 = max(cols[members].min() - 1, 0), min(cols[members].max() + 2, w)
+        r0, r1, c0, c1 = boxes[slot, 0], boxes[slot, 1], boxes[slot, 2], boxes[slot, 3]
         mask = np.zeros((r1 - r0, c1 - c0), dtype=np.bool_)
         best = members[0]
         best_value = -np.inf

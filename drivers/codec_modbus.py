@@ -230,10 +230,7 @@ class ModbusRtuDecoder:
         arrived behind a stray byte is counted as a CRC error. Returns the frames found;
         the buffer is empty afterwards (a client does this before each new request).
         """
-        out = self.feed(b"", line_silent=True)
-        self.garbage_bytes += len(self._buffer)
-        self._buffer.clear()
-        return out
+        return self.feed(b"", line_silent=True)  # drops every byte it cannot frame
 
     def feed(self, data: bytes, line_silent: bool = False) -> list[ModbusFrame]:
         buf = self._buffer
