@@ -70,9 +70,10 @@ class DetectionParams:
     relative_min_excess_counts: float = 12.0  # 8-bit AGC frames: contrast in counts
     pose_tolerance_deg: float = 0.05  # a larger pan/tilt change starts a new visit
     memory_tolerance_deg: float = 0.3  # revisits within this share the pose memory
-    # poses remembered (two float32 frames each, 2.6 MB at 640×512): the patrol's stops
-    # plus a few rechecks; the least recently used is forgotten first
+    # poses remembered (two frames of 2 px block maxima in uint16 each, 328 kB at
+    # 640×512): the patrol's stops plus a few rechecks; the least recently used goes first
     pose_memory_capacity: int = 256
+    memory_block_px: int = 2
     sky_margin_deg: float = 0.0  # pixels above horizon + margin are sky
     track_gate_px: float = 4.0
     max_missed_frames: int = 3
@@ -239,7 +240,9 @@ class FramePipeline:
         hp = self._hotspot[True]
         self._lut = radiance_lut(radiometry.band_radiance, hp) if radiometric else identity_lut(hp)
         self._tracker = Tracker(params.track_gate_px, params.max_missed_frames)
-        self._memories = PoseMemoryBank(params.memory_tolerance_deg, params.pose_memory_capacity)
+        self._memories = PoseMemoryBank(
+            params.memory_tolerance_deg, params.pose_memory_capacity, params.memory_block_px
+        )
         self._visit = VisitAccumulator()
         self._pose: tuple[float, float, float] | None = None
         self._memory: PoseMemory | None = None

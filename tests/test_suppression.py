@@ -230,12 +230,12 @@ def test_centikelvin_keeps_a_hundredth_of_a_kelvin_saturates_and_marks_unknown()
     assert np.isnan(back[1, 1])
 
 
-def test_pose_memory_blends_visits_in_half_the_bytes_of_float32_frames() -> None:
+def test_pose_memory_at_full_resolution_blends_visits_in_uint16() -> None:
     first = np.full((4, 6), 290.0, np.float32)
     first[0, 0] = np.nan  # a dead pixel on the first visit
     second = np.full((4, 6), 300.0, np.float32)
     second[1, 1] = np.nan  # and another on the second
-    memory = PoseMemory(PAN, TILT, HFOV)
+    memory = PoseMemory(PAN, TILT, HFOV, block_px=1)
     assert not memory.remembers and math.isnan(memory.background_max_k(2.0, 2.0, 1))
     memory.fold_visit(first, t=0.0, tau_s=600.0)
     memory.fold_visit(second, t=600.0, tau_s=600.0)
@@ -249,6 +249,36 @@ def test_pose_memory_blends_visits_in_half_the_bytes_of_float32_frames() -> None
     assert math.isnan(memory.last_visit_max_k(1.0, 1.0, 0))  # unseen on the last visit
     assert memory.last_visit_max_k(1.0, 1.0, 1) == pytest.approx(300.0)  # a neighbour's
     assert math.isnan(memory.background_max_k(50.0, 50.0, 1))  # off the frame
+
+
+def test_pose_memory_in_blocks_keeps_each_blocks_warmest_pixel_in_an_eighth_of_the_bytes() -> None:
+    scene = np.full((512, 640), 290.0, np.float32)
+    scene[101, 203] = 340.0  # one warm pixel: a pumping unit's motor
+    scene[300:, 600:] = np.nan  # never seen (sky mask)
+    memory = PoseMemory(PAN, TILT, HFOV, block_px=2)
+    memory.fold_visit(scene, t=0.0, tau_s=600.0)
+    assert memory.nbytes * 8 == 2 * scene.nbytes  # float32 → uint16, 4 px → 1
+    # the warm pixel is found from every position whose window covers it, as at full
+    # resolution, and at most one pixel (block_px - 1) further
+    assert memory.background_max_k(203.0, 101.0, 0) == pytest.approx(340.0)
+    assert memory.last_visit_max_k(204.0, 102.0, 1) == pytest.approx(340.0)
+    assert memory.last_visit_max_k(205.0, 101.0, 1) == pytest.approx(290.0)
+    # columns 200–202 asked; column 202's block also holds column 203
+    assert memory.last_visit_max_k(201.0, 101.0, 1) == pytest.approx(340.0)
+    assert memory.last_visit_max_k(200.0, 101.0, 1) == pytest.approx(290.0)
+    assert memory.background_max_k(210.0, 110.0, 1) == pytest.approx(290.0)
+    assert math.isnan(memory.background_max_k(620.0, 400.0, 1))  # unknown stays unknown
+    assert math.isnan(memory.background_max_k(700.0, 100.0, 1))  # off the frame
+
+
+def test_pose_memory_in_blocks_covers_a_partial_edge_block() -> None:
+    scene = np.full((5, 7), 290.0, np.float32)
+    scene[4, 6] = 330.0  # the corner pixel sits alone in its 2 × 2 block
+    memory = PoseMemory(PAN, TILT, HFOV, block_px=2)
+    memory.fold_visit(scene, t=0.0, tau_s=600.0)
+    assert memory.background_ck is not None and memory.background_ck.shape == (3, 4)
+    assert memory.background_max_k(6.0, 4.0, 0) == pytest.approx(330.0)
+    assert memory.background_max_k(2.0, 1.0, 1) == pytest.approx(290.0)
 
 
 @pytest.mark.parametrize(("ground_range_m", "expected"), [(10_000.0, ["candidate"]), (1_000.0, [])])
