@@ -78,6 +78,15 @@ def thread_cpu_s(pid: int) -> dict[int, float]:
     return out
 
 
+def thread_names(pid: int) -> dict[int, str]:
+    """The kernel's name of each thread of a process (the daemon names its own threads)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            out[int(task.name)] = (task / "comm").read_text().strip()
+    return out
+
+
 def cpu_s_of(stat_path: Path) -> float:
     text = stat_path.read_text()
     fields = text[text.rindex(")") + 2 :].split()
@@ -198,6 +207,7 @@ class DaemonRun:
     cpu_stopping_s: float | None = None
     threads_first_frame: dict[int, float] = field(default_factory=dict)
     threads_stopping: dict[int, float] = field(default_factory=dict)
+    thread_names: dict[int, str] = field(default_factory=dict)
     memory_end_kib: dict[str, int] = field(default_factory=dict)
     stopping_counters: dict[str, int] = field(default_factory=dict)
     first_frame_event: threading.Event = field(default_factory=threading.Event)
@@ -223,6 +233,7 @@ def follow_daemon_log(run: DaemonRun, stream: Any) -> None:
             with contextlib.suppress(OSError):
                 run.cpu_stopping_s = cpu_s(run.pid)
                 run.threads_stopping = thread_cpu_s(run.pid)
+                run.thread_names = thread_names(run.pid)
                 run.memory_end_kib = memory_kib(run.pid)
             run.stopping_counters = dict(entry.get("counters") or {})
             run.stopping_event.set()
@@ -577,7 +588,8 @@ def report(
                  for tid, cpu in r.threads_stopping.items()),
                 key=lambda x: -x[1],
             )  # fmt: skip
-            parts = [f"{'main' if tid == r.pid else 'thread'} {c / max(frames - 1, 1) * 1e3:.1f}"
+            parts = [f"{'main' if tid == r.pid else r.thread_names.get(tid, 'thread')}"
+                     f" {c / max(frames - 1, 1) * 1e3:.1f}"
                      for tid, c in by_thread if c > 0]  # fmt: skip
             print(f"    ms/frame by thread: {', '.join(parts[:6])}"
                   f"{f' (+{len(parts) - 6} more)' if len(parts) > 6 else ''}")  # fmt: skip

@@ -10,11 +10,13 @@ absent or noisy: they count, log and report; only usage errors raise.
 from __future__ import annotations
 
 import abc
+import ctypes
 import enum
+import functools
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Generic, Protocol, Self, TypeVar, runtime_checkable
@@ -45,10 +47,33 @@ class SecretStore(Protocol):
         ...
 
 
+_PR_SET_NAME = 15  # prctl(2): name the calling thread, 15 bytes at most
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: threads keep the process's name
+        return None
+
+
+class NamedThread(threading.Thread):
+    """A thread whose name the kernel knows too (``top -H``, ``/proc/PID/task/*/comm``),
+    so a technician or a benchmark can see which thread spends the gateway's CPU."""
+
+    def run(self) -> None:
+        prctl = _prctl()
+        if prctl is not None:
+            prctl(_PR_SET_NAME, self.name.encode()[:15], 0, 0, 0)
+        super().run()
+
+
 class DriverState(enum.StrEnum):
     CLOSED = "closed"
     CONNECTING = "connecting"
     OK = "ok"
+    IDLE = "idle"  # a stream read on demand, left until it is wanted; it answered last time
     FAILED = "failed"
 
 
@@ -116,6 +141,59 @@ class Backoff:
 
 
 T = TypeVar("T")
+
+
+class StreamDemand:
+    """When a camera stream that is read on demand is wanted.
+
+    A visible camera's frames are needed only around a confirmation or a snapshot;
+    receiving and checking a megabyte a frame the rest of the time costs the gateway a
+    core's worth of small work for nothing. The consumer calls ``want(hold_s)``; the
+    reader thread waits in ``wait()`` while no one wants frames, reads while ``wanted()``
+    and then leaves the stream. Every ``probe_every_s`` the stream is wanted for a moment
+    by itself, so a camera that died shows in status before an alarm needs it. A stream
+    that is not on demand is always wanted.
+    """
+
+    PROBE_HOLD_S = 3.0  # long enough to connect and receive a frame or two
+
+    def __init__(self, on_demand: bool, probe_every_s: float = 600.0) -> None:
+        self.on_demand = on_demand
+        self.probe_every_s = probe_every_s
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._until = 0.0
+        self._next_probe = 0.0  # the first probe is due at once: is the camera there?
+
+    def want(self, hold_s: float) -> None:
+        with self._lock:
+            self._until = max(self._until, time.monotonic() + hold_s)
+            self._next_probe = max(self._next_probe, self._until + self.probe_every_s)
+        self._wake.set()
+
+    def wanted(self) -> bool:
+        if not self.on_demand:
+            return True
+        with self._lock:
+            return time.monotonic() < self._until
+
+    def wait(self, stop: threading.Event) -> bool:
+        """Block until the stream is wanted (True) or ``stop`` is set (False); a probe
+        falls due ``probe_every_s`` after the stream was last wanted."""
+        while not stop.is_set():
+            self._wake.clear()
+            if self.wanted():
+                return True
+            left = self._next_probe - time.monotonic()
+            if left <= 0:
+                self.want(self.PROBE_HOLD_S)
+                continue
+            self._wake.wait(left)
+        return False
+
+    def interrupt(self) -> None:
+        """Wake ``wait`` so it sees its stop event (the driver is closing)."""
+        self._wake.set()
 
 
 class NewestWinsQueue(Generic[T]):
@@ -232,6 +310,12 @@ class FrameSource(Protocol):
         """The latest frame received since the last call, or None, without waiting; the
         frames before it are dropped. For a stream whose frames are wanted only now and
         then (the visible camera's, for snapshots): a source may decode only this one."""
+        ...
+
+    def want(self, hold_s: float) -> None:
+        """Frames will be asked for within ``hold_s`` from now. A source read on demand
+        (``on_demand``) receives only while wanted, and ``read`` wants frames by itself;
+        a source that always reads has nothing to do."""
         ...
 
 

@@ -27,8 +27,10 @@ from drivers.base import (
     DriverState,
     Frame,
     HealthTracker,
+    NamedThread,
     NewestWinsQueue,
     SecretStore,
+    StreamDemand,
     StrictSettings,
 )
 from drivers.base import Driver as DriverBase
@@ -62,6 +64,18 @@ class Settings(StrictSettings):
     kind: Literal["thermal", "visible"] = Field(
         "thermal", description="config section this source serves (named in messages)"
     )
+    on_demand: bool | None = Field(
+        None,
+        description="open the capture only while frames are wanted (a confirmation, a "
+        "snapshot); unset: yes for the visible camera, no for the thermal",
+    )
+    probe_every_s: float = Field(
+        600.0, ge=10.0, le=86400.0, description="an on-demand capture opens this often"
+    )
+
+    @property
+    def reads_on_demand(self) -> bool:
+        return self.on_demand if self.on_demand is not None else self.kind == "visible"
 
 
 def _capture_target(source: str) -> int | str:
@@ -80,6 +94,7 @@ class Driver(DriverBase):
             settings.queue_frames, self._health, "frames", "dropped"
         )
         self._stop = threading.Event()
+        self._demand = StreamDemand(settings.reads_on_demand, settings.probe_every_s)
         self._thread: threading.Thread | None = None
         self._seq = 0
         self._last_reject: str | None = None
@@ -90,13 +105,14 @@ class Driver(DriverBase):
             return
         self._stop.clear()
         self._health.set_state(DriverState.CONNECTING)
-        self._thread = threading.Thread(
+        self._thread = NamedThread(
             target=self._run, name=f"frames-opencv-{self.settings.kind}", daemon=True
         )
         self._thread.start()
 
     def close(self) -> None:
         self._stop.set()
+        self._demand.interrupt()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
         self._thread = None
@@ -106,12 +122,16 @@ class Driver(DriverBase):
         return self._health.snapshot()
 
     def read(self, timeout_s: float) -> Frame | None:
+        self._demand.want(timeout_s + StreamDemand.PROBE_HOLD_S)
         return self._queue.get(timeout_s)
 
     def newest(self) -> Frame | None:
         # A compressed stream must be decoded frame by frame to stay in step, so there is
         # nothing to save by decoding lazily here.
         return self._queue.take_newest()
+
+    def want(self, hold_s: float) -> None:
+        self._demand.want(hold_s)
 
     # ----------------------------------------------------------------- reader thread
 
@@ -130,7 +150,7 @@ class Driver(DriverBase):
     def _run(self) -> None:
         backoff = Backoff(max_s=self.settings.reconnect_max_s)
         opened_before = False
-        while not self._stop.is_set():
+        while self._demand.wait(self._stop):
             cap = self._open_capture()
             if cap is None:
                 message = f"{self._where}: cannot open the stream"
@@ -149,6 +169,12 @@ class Driver(DriverBase):
             cap.release()
             if delivered:
                 backoff.reset()
+            if not self._stop.is_set() and not self._demand.wanted():
+                # left on purpose: no one wants frames now (an RTSP session is closed
+                # rather than decoded for nothing)
+                self._health.set_state(DriverState.IDLE)
+                opened_before = False  # the next open is no reconnect after a failure
+                continue
             if not self._stop.is_set():
                 message = f"{self._where}: stream ended or broke off"
                 if not delivered and self._last_reject:
@@ -169,7 +195,7 @@ class Driver(DriverBase):
         period_s = 1.0 / fps if fps and 0.0 < fps < 1000.0 else 0.0
         next_due = time.monotonic()
         delivered = 0
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self._demand.wanted():
             ok, image = cap.read()
             if not ok or image is None:
                 return delivered

@@ -29,7 +29,9 @@ from drivers.base import (
     DriverState,
     Frame,
     HealthTracker,
+    NamedThread,
     SecretStore,
+    StreamDemand,
     StrictSettings,
 )
 from drivers.codec_framestream import (
@@ -57,6 +59,18 @@ class Settings(StrictSettings):
         5.0, gt=0.0, le=120.0, description="no frame this long: reconnect"
     )
     queue_frames: int = Field(4, ge=1, le=256, description="frames buffered; older ones dropped")
+    on_demand: bool | None = Field(
+        None,
+        description="connect only while frames are wanted (a confirmation, a snapshot); "
+        "unset: yes for the visible stream, no for the thermal",
+    )
+    probe_every_s: float = Field(
+        600.0, ge=10.0, le=86400.0, description="an on-demand stream connects this often"
+    )
+
+    @property
+    def reads_on_demand(self) -> bool:
+        return self.on_demand if self.on_demand is not None else self.stream == "visible"
 
 
 class _Disconnected(Exception):
@@ -146,6 +160,7 @@ class FrameStreamSource(base.Driver):
         self._ring = _PayloadRing(settings.queue_frames, self._health)
         self._header_buffer = bytearray(HEADER.size)
         self._stop = threading.Event()
+        self._demand = StreamDemand(settings.reads_on_demand, settings.probe_every_s)
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         # The frame size the stream started with; frames of another size are dropped
@@ -157,13 +172,14 @@ class FrameStreamSource(base.Driver):
             return
         self._stop.clear()
         self._health.set_state(DriverState.CONNECTING)
-        self._thread = threading.Thread(
+        self._thread = NamedThread(
             target=self._run, name=f"frames-{self.settings.stream}", daemon=True
         )
         self._thread.start()
 
     def close(self) -> None:
         self._stop.set()
+        self._demand.interrupt()
         sock = self._sock
         if sock is not None:
             with contextlib.suppress(OSError):  # already closed by the peer
@@ -177,12 +193,16 @@ class FrameStreamSource(base.Driver):
         return self._health.snapshot()
 
     def read(self, timeout_s: float) -> Frame | None:
+        self._demand.want(timeout_s + StreamDemand.PROBE_HOLD_S)
         return self._take(timeout_s, newest=False)
 
     def newest(self) -> Frame | None:
         """The latest frame received since the last call, or None; older ones are dropped
         undecoded."""
         return self._take(0.0, newest=True)
+
+    def want(self, hold_s: float) -> None:
+        self._demand.want(hold_s)
 
     def _take(self, timeout_s: float, *, newest: bool) -> Frame | None:
         deadline = time.monotonic() + timeout_s
@@ -223,9 +243,10 @@ class FrameStreamSource(base.Driver):
 
     def _run(self) -> None:
         backoff = Backoff()
-        while not self._stop.is_set():
+        while self._demand.wait(self._stop):
             try:
                 self._session(backoff)
+                continue  # left on purpose: stopping, or no one wants frames now
             except (OSError, _Disconnected, FrameStreamError) as exc:
                 if self._stop.is_set():
                     # close() shut the socket down on purpose: the end of the stream is expected
@@ -251,6 +272,10 @@ class FrameStreamSource(base.Driver):
             self._health.set_state(DriverState.OK)
             log.info("frame stream connected", device=self.name)
             while not self._stop.is_set():
+                if not self._demand.wanted():
+                    self._health.set_state(DriverState.IDLE)
+                    log.info("frame stream idle until wanted", device=self.name)
+                    return
                 raw = self._header_buffer
                 self._recv_into(sock, memoryview(raw))
                 try:

@@ -51,6 +51,7 @@ from drivers.base import (
     DriverHealth,
     DriverState,
     HealthTracker,
+    NamedThread,
     PtzStatus,
     SecretStore,
     StrictSettings,
@@ -259,7 +260,7 @@ class Driver(DriverBase):
         self._password = self._secrets.read(self.settings.password_secret)
         self._stop_event.clear()
         self._health.set_state(DriverState.CONNECTING)
-        self._keeper = threading.Thread(target=self._keep_connected, name="ptz-onvif", daemon=True)
+        self._keeper = NamedThread(target=self._keep_connected, name="ptz-onvif", daemon=True)
         self._keeper.start()
 
     def close(self) -> None:

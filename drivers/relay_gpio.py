@@ -23,6 +23,7 @@ from drivers.base import (
     DriverHealth,
     DriverState,
     HealthTracker,
+    NamedThread,
     SecretStore,
 )
 from drivers.base import (
@@ -96,7 +97,7 @@ class Driver(DriverBase):
             return
         self._stop.clear()
         self._health.set_state(DriverState.CONNECTING)
-        self._thread = threading.Thread(target=self._run, name=self.label, daemon=True)
+        self._thread = NamedThread(target=self._run, name=self.label, daemon=True)
         self._thread.start()
 
     def close(self) -> None:

@@ -31,6 +31,7 @@ from drivers.base import (
     DriverHealth,
     DriverState,
     HealthTracker,
+    NamedThread,
     StrictSettings,
 )
 
@@ -142,7 +143,7 @@ class SerialLink:
             return
         self._stop.clear()
         self._health.set_state(DriverState.CONNECTING)
-        self._thread = threading.Thread(target=self._run, name=f"serial {self.label}", daemon=True)
+        self._thread = NamedThread(target=self._run, name=f"serial {self.label}", daemon=True)
         self._thread.start()
 
     def stop(self, timeout_s: float = 2.0) -> None:

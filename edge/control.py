@@ -45,6 +45,7 @@ from typing import Any, Protocol, Self
 
 import structlog
 
+from drivers.base import NamedThread
 from edge import __version__
 
 log = structlog.get_logger(__name__)
@@ -132,7 +133,7 @@ class ControlServer:
         sock.settimeout(0.2)
         self._sock = sock
         self._stop.clear()
-        self._thread = threading.Thread(target=self._accept_loop, name="control", daemon=True)
+        self._thread = NamedThread(target=self._accept_loop, name="control", daemon=True)
         self._thread.start()
         log.info("control_socket_listening", path=str(self.path))
 
@@ -200,9 +201,7 @@ class ControlServer:
                 log.exception("control_accept_failed")
                 time.sleep(0.2)
                 continue
-            threading.Thread(
-                target=self._serve, args=(conn,), name="control-conn", daemon=True
-            ).start()
+            NamedThread(target=self._serve, args=(conn,), name="control-conn", daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         with self._lock:

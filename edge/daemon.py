@@ -61,6 +61,9 @@ log = structlog.get_logger(__name__)
 FRAME_T_MIN_S = 946_684_800.0  # 2000-01-01
 FRAME_T_MAX_S = 4_102_444_800.0  # 2100-01-01
 MOVE_TIMEOUT_S = 30.0  # tower time allowed for a slew before the look is abandoned
+# A confirmation wants the visible camera for its settle and dwell and this much more:
+# the slew to the candidate, and the alarm's snapshot after the verdict.
+VISIBLE_WANTED_MARGIN_S = 30.0
 # The control socket's status is refreshed this often (wall time): a technician on the
 # mast sees the head move, the CLI should too.
 CONTROL_REFRESH_S = 1.0
@@ -437,6 +440,9 @@ class TowerDaemon:
             return
         log.info("candidate: confirming", pan_deg=round(candidate.pan_deg, 3),
                  tilt_deg=round(candidate.tilt_deg, 3), score=round(candidate.score, 2))  # fmt: skip
+        if self.fires is not None:
+            c = self.cfg.confirmation
+            self.fires.expect_snapshot(c.settle_s + c.dwell_s + VISIBLE_WANTED_MARGIN_S)
         self._start_look(confirm, now)
 
     def _conclude_confirmation(self, look: Look, verdict: Verdict, now: float) -> None:

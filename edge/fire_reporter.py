@@ -68,8 +68,9 @@ class FireReporter:
         self.site = TowerSite(cfg.tower.lat, cfg.tower.lon, cfg.tower.camera_altitude_m)
         self.snapshot_dir = Path(cfg.storage.state_dir) / "snapshots"
         self.tower_ref = {"id": cfg.tower.id, "lat": cfg.tower.lat, "lon": cfg.tower.lon}
-        # The visible camera is asked for its newest frame only when a snapshot is sent,
-        # so its stream is not decoded at the frame rate; the last one answered is kept
+        # The visible camera is read only from a confirmation's start (expect_snapshot)
+        # and asked for its newest frame only when a snapshot is sent, so its stream is
+        # neither received nor decoded at the frame rate; the last one answered is kept
         # for when the stream has nothing new.
         self.visible = visible
         self.last_visible: Frame | None = None
@@ -194,6 +195,12 @@ class FireReporter:
         if event.state == "confirmed" and verdict is not None and verdict.frame is not None:
             self._send_snapshot(event, verdict)
         log.info("alarm", alarm_id=event.alarm_id, seq=event.seq, state=event.state)
+
+    def expect_snapshot(self, within_s: float) -> None:
+        """A confirmation has begun: the visible camera, read on demand, is wanted until
+        its alarm's snapshot could be sent (``within_s``)."""
+        if self.visible is not None:
+            self.visible.want(within_s)
 
     def _send_snapshot(self, event: AlarmEvent, verdict: Verdict) -> None:
         assert verdict.frame is not None

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import structlog
 
 from detectors.geometry import signed_delta_deg
-from drivers.base import DriverError, PtzHead, PtzStatus
+from drivers.base import DriverError, NamedThread, PtzHead, PtzStatus
 from edge.thread_health import FailureRecord, ThreadHealth
 
 log = structlog.get_logger(__name__)
@@ -73,7 +73,7 @@ class PtzWorker:
 
     def start(self) -> None:
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="ptz", daemon=True)
+        self._thread = NamedThread(target=self._run, name="ptz", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:

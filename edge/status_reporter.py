@@ -26,6 +26,7 @@ GNSS_POSITION_TOLERANCE_M = 50.0  # a GNSS fix this far from the surveyed positi
 
 _SENSOR_STATE: dict[DriverState, SensorState] = {
     DriverState.OK: "ok",
+    DriverState.IDLE: "ok",  # read on demand; it answered when last wanted
     DriverState.CONNECTING: "degraded",
     DriverState.CLOSED: "failed",
     DriverState.FAILED: "failed",
@@ -85,7 +86,10 @@ class StatusReporter:
             state = _SENSOR_STATE[device.state]
             if state != "ok":
                 reasons.append(f"{name}: {device.last_error or device.state.value}")
-            sensors[name] = SensorHealth(state=state, detail=device.last_error)
+            detail = device.last_error
+            if device.state is DriverState.IDLE and detail is None:
+                detail = "idle: read on demand"
+            sensors[name] = SensorHealth(state=state, detail=detail)
         if self.last_frame_mono is None or mono - self.last_frame_mono > FRAME_STALE_S:
             reasons.append(f"thermal: no frame for {FRAME_STALE_S:.0f} s")
             sensors["thermal"] = SensorHealth(state="failed", detail="no frames")

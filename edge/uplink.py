@@ -57,6 +57,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from drivers.base import NamedThread
 from edge import topics as topic_table
 from edge.config import MqttSettings
 from edge.messages import (
@@ -285,7 +286,7 @@ class Uplink:
         connect_props = Properties(PacketTypes.CONNECT)
         connect_props.SessionExpiryInterval = self.session_expiry_s
         self._client = client
-        self._sender = threading.Thread(target=self._run_sender, name="uplink-sender", daemon=True)
+        self._sender = NamedThread(target=self._run_sender, name="uplink-sender", daemon=True)
         self._sender.start()
         client.connect_async(
             self.host,

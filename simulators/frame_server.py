@@ -86,6 +86,11 @@ class FrameStreamServer:
             self._listener = None
         self._close_clients()
 
+    def client_count(self) -> int:
+        """Clients connected now (a client that left counts until the next frame to it)."""
+        with self._lock:
+            return len(self._clients)
+
     def drop(self) -> None:
         """Simulate the camera going away: connections close, new ones are refused."""
         self.stop()

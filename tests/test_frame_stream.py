@@ -255,6 +255,53 @@ def test_newest_decodes_only_the_latest_frame_and_drops_the_rest_undecoded(
         server.stop()
 
 
+def test_the_visible_stream_is_received_only_while_a_consumer_wants_it() -> None:
+    server = FrameStreamServer(_VisibleScene(), fps=100.0)
+    server.start()
+    try:
+        settings = Settings(type="frame_stream", port=server.port, stream="visible")
+        assert settings.reads_on_demand
+        with FrameStreamSource(settings) as source:
+            # opening probes the camera once, then leaves the stream
+            assert _wait_for(lambda: source.health().state is DriverState.IDLE, 10.0)
+            assert source.health().counters["frames"] >= 1
+            assert _wait_for(lambda: server.client_count() == 0)
+            idle_frames = source.health().counters["frames"]
+            assert source.newest() is not None  # what the probe left
+            assert source.newest() is None  # and nothing arrives while no one wants it
+            assert source.health().counters["frames"] == idle_frames
+
+            source.want(1.0)  # a confirmation begins
+            assert _wait_for(lambda: source.health().counters["frames"] > idle_frames + 5)
+            frame = source.newest()
+            assert frame is not None and frame.image.shape == (16, 20, 3)
+            assert _wait_for(lambda: source.health().state is DriverState.IDLE, 10.0)
+            health = source.health()
+            assert health.last_error is None  # leaving on purpose is no fault
+            assert health.counters.get("disconnects", 0) == 0
+            assert health.counters.get("reconnects", 0) == 0
+    finally:
+        server.stop()
+
+
+def test_reading_an_on_demand_stream_wants_it_and_the_thermal_stream_stays_connected() -> None:
+    server = FrameStreamServer(_Scene(), fps=100.0)
+    server.start()
+    try:
+        thermal = Settings(type="frame_stream", port=server.port)
+        assert not thermal.reads_on_demand
+        visible = Settings(type="frame_stream", port=server.port, stream="visible", probe_every_s=10)
+        with FrameStreamSource(thermal) as always, FrameStreamSource(visible) as on_demand:
+            assert _wait_for(lambda: on_demand.health().state is DriverState.IDLE, 10.0)
+            assert on_demand.read(timeout_s=3.0) is not None  # a field tool's read wants it
+            assert always.read(timeout_s=3.0) is not None
+            assert _wait_for(lambda: on_demand.health().state is DriverState.IDLE, 10.0)
+            assert always.health().state is DriverState.OK
+            assert always.read(timeout_s=3.0) is not None
+    finally:
+        server.stop()
+
+
 def test_a_payload_failing_its_crc_is_rejected_and_the_stream_stays_up() -> None:
     import socket
     import threading

@@ -127,3 +127,27 @@ def test_end_of_file_reopens_and_a_slow_consumer_drops_the_oldest(tmp_path: Path
         assert health.counters["reconnects"] >= 1
         assert health.counters["dropped"] >= 4
         assert source.read(timeout_s=1.0) is not None
+
+
+def test_a_visible_camera_is_opened_only_while_its_frames_are_wanted(tmp_path: Path) -> None:
+    video = tmp_path / "visible.avi"
+    write_mjpg(video, frames=600)  # 12 s at 50 fps: the file does not end during the test
+    with make(video, kind="visible", color=True) as source:
+        assert source.settings.reads_on_demand
+        deadline = time.monotonic() + 20.0
+        while source.health().state is not DriverState.IDLE:  # the opening probe ends
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        probed = source.health().counters["frames"]
+        while source.newest() is not None:
+            pass  # what the probe left
+        assert source.newest() is None and source.health().counters["frames"] == probed
+        source.want(0.5)
+        frame = source.read(timeout_s=5.0)
+        assert frame is not None and frame.image.ndim == 3
+        while source.health().state is not DriverState.IDLE:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        health = source.health()
+        assert health.counters["frames"] > probed
+        assert health.last_error is None and health.counters.get("reconnects", 0) == 0
