@@ -202,3 +202,59 @@ def test_a_head_that_stops_short_is_polled_fast_for_the_move_window_only(
         assert head.count() - after_window <= 1
     finally:
         worker.stop()
+
+
+class TimedHead:
+    """Arrives a fixed time after each move, as a real slew of one size does."""
+
+    def __init__(self, slew_s: float) -> None:
+        self.lock = threading.Lock()
+        self.slew_s = slew_s
+        self.pan_deg = 0.0
+        self.arrive_at = 0.0
+        self.polls = 0
+
+    def absolute_move(self, pan_deg: float, tilt_deg: float, hfov_deg: float | None) -> None:
+        with self.lock:
+            self.pan_deg = pan_deg
+            self.arrive_at = time.monotonic() + self.slew_s
+
+    def status(self) -> PtzStatus:
+        with self.lock:
+            self.polls += 1
+            moving = time.monotonic() < self.arrive_at
+            return PtzStatus(self.pan_deg if not moving else self.pan_deg - 1.0, 0.0, 25.0,
+                             moving, time.time())  # fmt: skip
+
+    def count(self) -> int:
+        with self.lock:
+            return self.polls
+
+
+def test_a_move_of_a_known_size_is_not_polled_before_it_can_have_arrived() -> None:
+    head = TimedHead(slew_s=0.5)
+    worker = PtzWorker(head, poll_interval_s=0.01, still_poll_interval_s=5.0)  # type: ignore[arg-type]
+    worker.start()
+    try:
+        wait_until(lambda: worker.reading().status is not None)
+
+        def move(pan_deg: float) -> int:
+            before = head.count()
+            request = worker.move_to(pan_deg, 0.0)
+            wait_until(
+                lambda: (r := worker.reading()).status_after_request_id >= request
+                and r.status is not None
+                and ptz_worker.reached(r.status, pan_deg, 0.0)
+            )
+            return head.count() - before
+
+        first = move(5.0)  # nothing known yet: polled all the way, about 50 times
+        second = move(10.0)  # the same size: quiet for 0.8 of the first's time
+        assert first >= 20
+        assert second <= first // 2
+        assert worker.slews.quickest_s(5.0) >= 0.5
+        # a move of another size has no comparable record: polled all the way
+        third = move(30.0)
+        assert third >= 20
+    finally:
+        worker.stop()
