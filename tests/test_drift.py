@@ -107,6 +107,28 @@ def test_a_live_camera_is_never_frozen() -> None:
         assert not check.observe(frame, 90.0 + 5.5 * i, -0.3)
 
 
+def test_a_frame_differing_only_between_the_sampled_pixels_is_a_new_picture() -> None:
+    check = FrozenFrameCheck()
+    stuck = np.full((64, 80), 290.0, np.float32)
+    check.observe(stuck, 90.0, -0.3)
+    changed = stuck.copy()
+    changed[0, 1] += 0.5  # pixel 1: the sample looks at pixels 0, 97, 194, ...
+    assert not check.observe(changed, 95.5, -0.3)
+    assert not check.observe(changed, 101.0, -0.3)
+    assert not check.frozen  # two poses of the new picture, not three
+
+
+def test_8_bit_agc_frames_are_checked_the_same_way() -> None:
+    check = FrozenFrameCheck()
+    dark = np.zeros((64, 80), np.uint8)
+    bright = np.full((64, 80), 255, np.uint8)
+    for k, frame in enumerate((dark, bright, dark, bright)):
+        assert not check.observe(frame, 90.0 + 5.5 * k, -0.3)
+    for k in range(3):
+        frozen = check.observe(bright, 120.0 + 5.5 * k, -0.3)
+    assert frozen
+
+
 def test_sightings_in_frame_measure_a_planted_pointing_offset() -> None:
     site = TowerSite(41.1, 121.9, 45.0)
     lens = Lens.from_physical(25.0, 12.0, 640, 512)
