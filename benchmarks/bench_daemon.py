@@ -94,11 +94,11 @@ def cpu_s_of(stat_path: Path) -> float:
 
 
 def memory_kib(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM of a process, KiB."""
+    """VmRSS, VmHWM, RssAnon and RssFile of a process, KiB."""
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
+        if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
             out[key] = int(value.split()[0])
     return out
 
@@ -603,7 +603,11 @@ def report(
     for t in trials:
         m = t.run.memory_end_kib
         print(f"  {t.label:<13} VmRSS {fmt(m.get('VmRSS', 0) / 1024, '.0f')} MiB, "
-              f"VmHWM {fmt(m.get('VmHWM', 0) / 1024, '.0f')} MiB")  # fmt: skip
+              f"VmHWM {fmt(m.get('VmHWM', 0) / 1024, '.0f')} MiB "
+              f"(anonymous {fmt(m.get('RssAnon', 0) / 1024, '.0f')} MiB, "
+              f"file-backed {fmt(m.get('RssFile', 0) / 1024, '.0f')} MiB)")  # fmt: skip
+    print("  file-backed pages are shared libraries (libLLVM for numba, OpenCV, lxml): shared"
+          " between processes and dropped under memory pressure")
     print()
     print("cold start to the first frame")
     print(f"{'run':<24}{'startup_s (log)':>17}{'wall from exec':>16}{'kernels ready':>15}")
