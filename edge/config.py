@@ -219,8 +219,11 @@ class PatrolSettings(StrictSettings):
     azimuth_span_deg: float = Field(360.0, gt=0.0, le=360.0, description="sector width")
     tilt_deg: float = Field(-0.3, ge=-30.0, le=30.0, description="elevation of the patrol row")
     overlap_fraction: float = Field(0.1, ge=0.0, le=0.5, description="overlap between stops")
+    # The head says when it stands still (the PTZ worker's arrival test includes its
+    # "moving" flag, which a head clears after its own servo settle); this is only the
+    # margin for that status to be polled (0.1 s) and a frame already on its way.
     settle_s: float = Field(
-        0.5, ge=0.0, le=10.0, description="wait after a move before frames count"
+        0.2, ge=0.0, le=10.0, description="wait after the head reports still before frames count"
     )
     # The detector qualifies a hotspot after 1.0 s of frames (SuppressionParams
     # min_duration_s); 1.2 s leaves a frame or two to spare. detection_quality.py --dwell
