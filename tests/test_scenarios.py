@@ -77,6 +77,20 @@ def _truth_is_inside(alarm: dict, bearing_deg: float, range_m: float) -> None:
     assert (along / ellipse["semi_major_m"]) ** 2 + (across / ellipse["semi_minor_m"]) ** 2 <= 1.0
 
 
+def _visible_panel_has_a_picture(jpeg: bytes) -> bool:
+    import cv2
+    import numpy as np
+
+    from edge.snapshot import NO_VISIBLE_GREY
+
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None
+    height, width = image.shape[:2]
+    right = image[height // 4 : height // 2, width - width // 4 :]  # inside the visible panel
+    placeholder = np.abs(right.astype(np.int16) - NO_VISIBLE_GREY).max(axis=2) <= 8
+    return float(placeholder.mean()) < 0.5
+
+
 def test_a_fire_is_confirmed_located_followed_and_cleared(
     mqtt_broker: MosquittoBroker, tmp_path: Path
 ) -> None:
@@ -113,6 +127,9 @@ def test_a_fire_is_confirmed_located_followed_and_cleared(
 
     assert snapshots and snapshots[0].payload.startswith(b"\xff\xd8")
     assert confirmed["alarm_id"] in snapshots[0].topic
+    # the visible camera, read on demand, was wanted from the confirmation's start: its
+    # picture fills the right panel, not the grey "no visible camera" placeholder
+    assert _visible_panel_has_a_picture(snapshots[0].payload)
     assert statuses[-1]["state"] == "offline"  # clean shutdown
 
 
