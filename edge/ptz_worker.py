@@ -69,8 +69,9 @@ class SlewHistory:
 
     def quickest_s(self, size_deg: float) -> float:
         """The shortest time a move of between half this size and this size took; 0 when
-        none is known (or the move is too small to tell)."""
-        similar = [d for size, d in self._moves if 0.5 * size_deg <= size <= size_deg]
+        none is known. Sizes are measured from the head's reported start, so "this size"
+        allows 10 % for its jitter and backlash (the QUIET_FRACTION slack covers it)."""
+        similar = [d for size, d in self._moves if 0.5 * size_deg <= size <= 1.1 * size_deg]
         return min(similar, default=0.0)
 
 

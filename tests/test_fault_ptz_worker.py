@@ -258,3 +258,17 @@ def test_a_move_of_a_known_size_is_not_polled_before_it_can_have_arrived() -> No
         assert third >= 20
     finally:
         worker.stop()
+
+
+def test_slew_history_compares_moves_of_about_the_same_size() -> None:
+    slews = ptz_worker.SlewHistory(capacity=4)
+    assert slews.quickest_s(5.4) == 0.0  # nothing known: no quiet time
+    slews.record(5.45, 0.70)  # a patrol step, measured from a jittering start
+    slews.record(5.38, 0.64)
+    assert slews.quickest_s(5.4) == pytest.approx(0.64)
+    assert slews.quickest_s(4.0) == 0.0  # larger moves say nothing about a smaller one
+    assert slews.quickest_s(12.0) == 0.0  # nor do much smaller ones about a larger one
+    slews.record(float("nan"), 0.1)  # a move whose start was unknown is not kept
+    for _ in range(4):
+        slews.record(5.4, 0.80)  # the oldest are forgotten
+    assert slews.quickest_s(5.4) == pytest.approx(0.80)
