@@ -16,7 +16,7 @@ import math
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -185,6 +185,10 @@ class PtzWorker:
                     size_deg = move_size_deg(self._reading.status, target)
                     self._head.absolute_move(target.pan_deg, target.tilt_deg, target.hfov_deg)
                     sent_id = target.request_id
+                    with self._lock:
+                        # said at once: a status poll that fails unexpectedly next must not
+                        # lose that the move went out (it is not sent again)
+                        self._reading = replace(self._reading, sent_request_id=sent_id)
                     arriving = target
                     sent_at = time.monotonic()
                     fast_until = sent_at + FAST_AFTER_MOVE_S

@@ -63,6 +63,35 @@ def test_unexpected_errors_are_counted_and_the_move_still_lands() -> None:
     assert worker.health().alive  # stopped on purpose is not "died"
 
 
+class HeadFailingOnTheStatusAfterAMove(BuggyHead):
+    """Moves fine; the first status read after a move raises a non-driver error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.move_bombs = []
+        self.status_bombs = []
+
+    def absolute_move(self, pan_deg: float, tilt_deg: float, hfov_deg: float | None) -> None:
+        super().absolute_move(pan_deg, tilt_deg, hfov_deg)
+        with self.lock:
+            self.status_bombs = [ZeroDivisionError("division by zero")]
+
+
+def test_a_move_stays_sent_when_the_next_status_read_fails_unexpectedly() -> None:
+    head = HeadFailingOnTheStatusAfterAMove()
+    worker = PtzWorker(head, poll_interval_s=0.01)  # type: ignore[arg-type]
+    worker.start()
+    try:
+        wait_until(lambda: worker.reading().status is not None)
+        request = worker.move_to(120.0, -2.0)
+        wait_until(lambda: worker.reading().sent_request_id == request, timeout_s=15.0)
+        wait_until(lambda: (s := worker.reading().status) is not None and s.pan_deg == 120.0)
+        assert worker.health().failures == 1
+        assert head.moves == [(120.0, -2.0)]  # not sent twice
+    finally:
+        worker.stop()
+
+
 class HeadNotReadyAtFirst:
     """Answers status with a DriverError until it has booted, then normally."""
 
