@@ -19,16 +19,38 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Generic, Protocol, Self, TypeVar, runtime_checkable
+from typing import ClassVar, Generic, Protocol, Self, TypeVar, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class StrictSettings(BaseModel):
     """Base of every config section: unknown keys refused, frozen after load."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class CameraStreamSettings(StrictSettings):
+    """The keys every camera stream driver shares: whether it is read on demand."""
+
+    # the field that names which camera a section serves ("thermal" or "visible")
+    _camera_field: ClassVar[str]
+
+    on_demand: bool | None = Field(
+        None,
+        description="receive frames only while they are wanted (a confirmation, a "
+        "snapshot); unset: yes for the visible camera, no for the thermal",
+    )
+    probe_every_s: float = Field(
+        600.0, ge=10.0, le=86400.0, description="an on-demand stream is opened this often"
+    )
+
+    @property
+    def reads_on_demand(self) -> bool:
+        if self.on_demand is not None:
+            return self.on_demand
+        return bool(getattr(self, self._camera_field) == "visible")
 
 
 class DriverError(Exception):
@@ -166,6 +188,8 @@ class StreamDemand:
         self._next_probe = 0.0  # the first probe is due at once: is the camera there?
 
     def want(self, hold_s: float) -> None:
+        if not self.on_demand:
+            return  # always wanted; the thermal stream's read calls this every frame
         with self._lock:
             self._until = max(self._until, time.monotonic() + hold_s)
             self._next_probe = max(self._next_probe, self._until + self.probe_every_s)

@@ -23,6 +23,7 @@ from pydantic import Field
 
 from drivers.base import (
     Backoff,
+    CameraStreamSettings,
     DriverHealth,
     DriverState,
     Frame,
@@ -31,15 +32,16 @@ from drivers.base import (
     NewestWinsQueue,
     SecretStore,
     StreamDemand,
-    StrictSettings,
 )
 from drivers.base import Driver as DriverBase
 
 log = structlog.get_logger(__name__)
 
 
-class Settings(StrictSettings):
+class Settings(CameraStreamSettings):
     """``thermal:`` or ``visible:`` section for an OpenCV-readable stream."""
+
+    _camera_field = "kind"
 
     type: Literal["opencv"]
     source: str = Field(
@@ -64,18 +66,6 @@ class Settings(StrictSettings):
     kind: Literal["thermal", "visible"] = Field(
         "thermal", description="config section this source serves (named in messages)"
     )
-    on_demand: bool | None = Field(
-        None,
-        description="open the capture only while frames are wanted (a confirmation, a "
-        "snapshot); unset: yes for the visible camera, no for the thermal",
-    )
-    probe_every_s: float = Field(
-        600.0, ge=10.0, le=86400.0, description="an on-demand capture opens this often"
-    )
-
-    @property
-    def reads_on_demand(self) -> bool:
-        return self.on_demand if self.on_demand is not None else self.kind == "visible"
 
 
 def _capture_target(source: str) -> int | str:

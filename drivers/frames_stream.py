@@ -25,6 +25,7 @@ from pydantic import Field
 from drivers import base
 from drivers.base import (
     Backoff,
+    CameraStreamSettings,
     DriverHealth,
     DriverState,
     Frame,
@@ -32,7 +33,6 @@ from drivers.base import (
     NamedThread,
     SecretStore,
     StreamDemand,
-    StrictSettings,
 )
 from drivers.codec_framestream import (
     HEADER,
@@ -49,7 +49,9 @@ from drivers.codec_framestream import (
 log = structlog.get_logger(__name__)
 
 
-class Settings(StrictSettings):
+class Settings(CameraStreamSettings):
+    _camera_field = "stream"
+
     type: Literal["frame_stream"]
     host: str = Field("127.0.0.1", min_length=1, description="frame server host")
     port: int = Field(ge=1, le=65535, description="frame server TCP port")
@@ -59,18 +61,6 @@ class Settings(StrictSettings):
         5.0, gt=0.0, le=120.0, description="no frame this long: reconnect"
     )
     queue_frames: int = Field(4, ge=1, le=256, description="frames buffered; older ones dropped")
-    on_demand: bool | None = Field(
-        None,
-        description="connect only while frames are wanted (a confirmation, a snapshot); "
-        "unset: yes for the visible stream, no for the thermal",
-    )
-    probe_every_s: float = Field(
-        600.0, ge=10.0, le=86400.0, description="an on-demand stream connects this often"
-    )
-
-    @property
-    def reads_on_demand(self) -> bool:
-        return self.on_demand if self.on_demand is not None else self.stream == "visible"
 
 
 class _Disconnected(Exception):

@@ -56,8 +56,9 @@ class SlewHistory:
 
     A patrol repeats moves of one size, so the next one's duration is known to within a
     poll: a move no larger than it (and at least half its size, to stay comparable)
-    took no longer than it will. Polling a head before then spends a SOAP call (about 1.2 ms of the gateway's
-    CPU on the ONVIF driver) for a status that can only say "moving".
+    took no longer than it will. Polling a head before then spends a SOAP call (about
+    1.2 ms of the gateway's CPU on the ONVIF driver) for a status that can only say
+    "moving".
     """
 
     def __init__(self, capacity: int = 32) -> None:
@@ -192,8 +193,8 @@ class PtzWorker:
                     arriving = target
                     sent_at = time.monotonic()
                     fast_until = sent_at + FAST_AFTER_MOVE_S
-                    if math.isfinite(size_deg):
-                        quiet_until = sent_at + QUIET_FRACTION * self.slews.quickest_s(size_deg)
+                    # a move of unknown size (NaN) matches no record: no quiet time
+                    quiet_until = sent_at + QUIET_FRACTION * self.slews.quickest_s(size_deg)
                 except DriverError as exc:
                     self.move_errors += 1
                     last_error = str(exc)
