@@ -139,8 +139,9 @@ def test_a_visible_camera_is_opened_only_while_its_frames_are_wanted(tmp_path: P
             assert time.monotonic() < deadline
             time.sleep(0.02)
         probed = source.health().counters["frames"]
-        while source.newest() is not None:
-            pass  # what the probe left
+        leftover = source.newest()  # what the probe left: dropped
+        while leftover is not None:
+            leftover = source.newest()
         assert source.newest() is None and source.health().counters["frames"] == probed
         source.want(0.5)
         frame = source.read(timeout_s=5.0)
