@@ -137,11 +137,12 @@ class FireObservation:
     ) -> FireObservation:
         """The observation of a located hotspot.
 
-        A bearing-only fix (flat ground: the range is known only as an interval) keeps
-        its nominal point and its ellipse, which spans that interval along the bearing,
-        so the hub can draw it; ``bearing_only`` tells it the point is not a fix.
+        A bearing-only fix (flat ground: the range is known only as an interval) states
+        its bearing wedge: the bearing with its σ and the range interval, and no point,
+        range or ellipse. Its nominal point is a guess along the line of sight that no
+        range source supports, so it is not published.
         """
-        located = geo.lat is not None and geo.lon is not None
+        located = not geo.bearing_only and geo.lat is not None and geo.lon is not None
         return cls(
             t=t,
             bearing_deg=geo.bearing_deg,
@@ -153,7 +154,7 @@ class FireObservation:
             range_min_m=geo.range_min_m,
             range_max_m=geo.range_max_m,
             range_source=geo.range_source,
-            bearing_only=geo.bearing_only or not located,
+            bearing_only=not located,
             uncertainty=geo.uncertainty if located else None,
             a_eq_m2=a_eq_m2,
             peak_k=peak_k,
@@ -355,6 +356,7 @@ class AlarmBook:
         self.update_min_interval_s = a.update_min_interval_s
         self.merge_radius_m = a.merge_radius_m
         self.merge_bearing_deg = a.merge_bearing_deg
+        self.merge_elevation_deg = a.merge_elevation_deg
         self.revisit_interval_s = a.revisit_interval_s
         self.update_position_m = a.update_position_m
         self.update_bearing_deg = a.update_bearing_deg
@@ -598,7 +600,13 @@ class AlarmBook:
                 distance_m, _ = distance_bearing(known.lat, known.lon, fire.lat, fire.lon)
                 score = distance_m / self.merge_radius_m
             else:
-                score = angle_diff_deg(known.bearing_deg, fire.bearing_deg) / self.merge_bearing_deg
+                # Without two points, the line of sight decides: the same bearing and the
+                # same elevation. Over flat ground the elevation is what tells a fire at
+                # 5 km from one at 10 km behind it (0.2° apart from a 40 m mast).
+                score = max(
+                    angle_diff_deg(known.bearing_deg, fire.bearing_deg) / self.merge_bearing_deg,
+                    abs(known.elevation_deg - fire.elevation_deg) / self.merge_elevation_deg,
+                )
             if score <= 1.0 and (best is None or score < best[0]):
                 best = (score, alarm)
         return None if best is None else best[1]

@@ -145,6 +145,9 @@ class WeatherSettings(StrictSettings):
     relative_humidity_pct: float = Field(50.0, ge=0.0, le=100.0, description="humidity")
     visibility_km: float = Field(23.0, gt=0.0, le=300.0, description="meteorological visibility")
     pressure_hpa: float = Field(1013.25, ge=500.0, le=1100.0, description="air pressure")
+    wind_speed_m_s: float = Field(
+        5.0, ge=0.0, le=40.0, description="wind speed: how far smoke drifts from its fire"
+    )
 
 
 class MissionFire(StrictSettings):
@@ -272,6 +275,13 @@ class AlarmSettings(StrictSettings):
         le=10.0,
         description="same fire within this bearing when only bearings are known",
     )
+    merge_elevation_deg: float = Field(
+        0.1,
+        ge=0.01,
+        le=5.0,
+        description="... and within this elevation: two fires on one bearing at different "
+        "ranges are two alarms",
+    )
     revisit_interval_s: float = Field(
         120.0, ge=10.0, le=3600.0, description="re-look at open fires"
     )
@@ -359,6 +369,12 @@ class GeolocationSettings(StrictSettings):
     sigma_dem_m: float = Field(2.0, ge=0.0, le=100.0, description="terrain height uncertainty")
     canopy_height_m: float = Field(2.0, ge=0.0, le=60.0, description="reed or forest height")
     max_range_m: float = Field(30000.0, gt=0.0, le=100000.0, description="farthest ground hit")
+    sigma_lidar_m: float = Field(
+        7.5, ge=0.0, le=1000.0, description="lidar range accuracy on a plume (bin and centroid)"
+    )
+    plume_rise_m_s: float = Field(
+        1.5, gt=0.0, le=20.0, description="how fast smoke rises: a plume leans wind/rise downwind"
+    )
 
 
 class TlsSettings(StrictSettings):

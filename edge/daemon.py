@@ -103,6 +103,7 @@ class TowerDaemon:
             "commands": 0,
             "skipped_for_sun": 0,
             "looks_refused_sun": 0,
+            "lidar_fixes_rejected": 0,
         }
         self.devices: Devices | None = None
         self.uplink: Uplink | None = None
@@ -415,6 +416,11 @@ class TowerDaemon:
 
     def _finish_look(self, look: Look, now: float) -> None:
         self.look = None
+        self._conclude(look, now)
+        if self.fires is not None:
+            self.counters["lidar_fixes_rejected"] = self.fires.lidar_fixes_rejected
+
+    def _conclude(self, look: Look, now: float) -> None:
         self._answer(look, ok=True, result={"pan_deg": round(look.pan_deg, 2),
                                             "tilt_deg": round(look.tilt_deg, 2),
                                             "frames": look.frames_used})  # fmt: skip

@@ -9,6 +9,7 @@ its snapshot, and runs the relay's on-time rule. One thread (the daemon's) calls
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,7 +20,14 @@ from edge.alarms import AlarmBook, AlarmEvent, FireObservation
 from edge.config import TowerConfig
 from edge.confirm import Verdict
 from edge.coverage import atmosphere_of
-from edge.geolocation import ErrorModel, Geolocation, Terrain, TowerSite, geolocate
+from edge.geolocation import (
+    ErrorModel,
+    Geolocation,
+    Terrain,
+    TowerSite,
+    geolocate,
+    plume_drift_sigma_m,
+)
 from edge.lidar_probe import ProbeResult
 from edge.messages import AlarmMessage
 from edge.snapshot import prune_snapshots, render_snapshot, save_snapshot
@@ -74,6 +82,8 @@ class FireReporter:
         # for when the stream has nothing new.
         self.visible = visible
         self.last_visible: Frame | None = None
+        # Lidar ranges that disagreed with the camera and were not used (status counter).
+        self.lidar_fixes_rejected = 0
         g = cfg.geolocation
         self.errors = ErrorModel(
             sigma_pan_deg=g.sigma_pan_deg,
@@ -145,6 +155,56 @@ class FireReporter:
     def geolocate(
         self, bearing_deg: float, elevation_deg: float, lidar: ProbeResult | None = None
     ) -> Geolocation:
+        """The camera's fix, or the lidar's where the lidar found the plume and agrees.
+
+        A lidar range is where the beam crossed the smoke, which has drifted downwind of
+        the fire: its error carries that drift (lidar_range_sigma_m). A lidar range
+        outside the camera's own range interval (widened by twice that error) is another
+        plume or a hard target: it is reported in the alarm's lidar evidence, counted,
+        and not trusted.
+        """
+        camera = self._geolocate(bearing_deg, elevation_deg)
+        if lidar is None or lidar.range_m is None:
+            return camera
+        sigma_m = self.lidar_range_sigma_m(lidar)
+        fix = self._geolocate(bearing_deg, elevation_deg, lidar.range_m, sigma_m)
+        if fix.range_m is not None and (
+            camera.range_min_m - 2.0 * sigma_m <= fix.range_m <= camera.range_max_m + 2.0 * sigma_m
+        ):
+            return fix
+        self.lidar_fixes_rejected += 1
+        log.warning("lidar range disagrees with the camera; not used",
+                    lidar_range_m=round(lidar.range_m, 1),
+                    camera_range_min_m=round(camera.range_min_m, 1),
+                    camera_range_max_m=round(camera.range_max_m, 1))  # fmt: skip
+        return camera
+
+    def lidar_range_sigma_m(self, lidar: ProbeResult) -> float:
+        """1-σ of a lidar fix: the range accuracy and the plume's drift from its fire."""
+        g = self.cfg.geolocation
+        if lidar.range_m is None:
+            return g.sigma_lidar_m
+        beam_deg = lidar.beam_elevation_deg
+        if beam_deg is None:
+            beam_deg = lidar.tilt_deg if lidar.tilt_deg is not None else 0.0
+        drift_m = plume_drift_sigma_m(
+            self.site.height_m,
+            self.cfg.tower.ground_elevation_m,
+            lidar.range_m,
+            beam_deg,
+            self.cfg.weather.wind_speed_m_s,
+            g.plume_rise_m_s,
+            g.refraction_k,
+        )
+        return math.hypot(g.sigma_lidar_m, drift_m)
+
+    def _geolocate(
+        self,
+        bearing_deg: float,
+        elevation_deg: float,
+        lidar_range_m: float | None = None,
+        sigma_lidar_m: float = 0.0,
+    ) -> Geolocation:
         g = self.cfg.geolocation
         return geolocate(
             self.site,
@@ -153,10 +213,10 @@ class FireReporter:
             terrain=self.terrain,
             ground_elevation_m=self.cfg.tower.ground_elevation_m,
             canopy_height_m=g.canopy_height_m,
-            lidar_range_m=lidar.range_m if lidar is not None else None,
+            lidar_range_m=lidar_range_m,
             k=g.refraction_k,
             max_range_m=g.max_range_m,
-            errors=self.errors,
+            errors=replace(self.errors, sigma_lidar_m=sigma_lidar_m),
         )
 
     def observation(
@@ -175,9 +235,18 @@ class FireReporter:
             a_eq_m2=verdict.a_eq_m2(range_m, self.transmittance(range_m)),
             peak_k=verdict.peak_k,
             evidence={"thermal": verdict.evidence}
-            | ({"lidar": lidar.evidence} if lidar is not None else {}),
+            | ({"lidar": self._lidar_evidence(lidar, geo)} if lidar is not None else {}),
             confidence=verdict.confidence,
         )
+
+    def _lidar_evidence(self, lidar: ProbeResult, geo: Geolocation) -> dict[str, Any]:
+        """The probe's evidence, with whether its range located the fire and how well."""
+        if lidar.range_m is None:
+            return lidar.evidence
+        return lidar.evidence | {
+            "range_used": geo.range_source == "lidar",
+            "range_sigma_m": round(self.lidar_range_sigma_m(lidar), 1),
+        }
 
     def transmittance(self, range_m: float | None) -> float:
         """Fire-spectrum transmittance of today's air over ``range_m`` (1 when unknown)."""

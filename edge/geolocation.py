@@ -40,6 +40,15 @@ _COARSE_STEP_FACTOR = 16
 _ENVELOPE_MARGIN_M = 0.01
 _BISECTION_STEPS = 16
 _UNDISTORT_ITERATIONS = 20
+# An ellipse describes a fix only when the error is close to Gaussian: the far half of
+# the 2.5-97.5 % range interval (beyond the nominal range) and the near half differ by at
+# most this factor. Over flat ground the range goes as 1/depression, so the interval is
+# lopsided toward the far side; at this factor the range error is about 17 % of the range.
+# A lopsided fix is published as its bearing wedge instead. An interval whose larger half
+# is within SKEW_NEGLIGIBLE_FRACTION of the range is small whatever its shape (a steep
+# slope stops nearly every ray at one place) and keeps its ellipse.
+MAX_RANGE_SKEW = 2.0
+SKEW_NEGLIGIBLE_FRACTION = 0.05
 
 
 @dataclass(frozen=True)
@@ -189,10 +198,12 @@ class Geolocation:
     """A located fire: point, bearing, range with its source, and a 95 % uncertainty.
 
     range_m is the ground distance from the tower foot along the geodesic.
-    lat/lon/range_m/height_m and the uncertainty ellipse are None when the nominal ray does
-    not meet the ground within the maximum range. bearing_only is True when the
-    range is too uncertain to give a point: then the alarm must carry the bearing
-    and the interval [range_min_m, range_max_m], not a position.
+    lat/lon/range_m/height_m are None when the nominal ray does not meet the ground
+    within the maximum range. bearing_only is True when the range is too uncertain, or
+    its error too far from Gaussian, to give a point: then the alarm must carry the
+    bearing and the interval [range_min_m, range_max_m] (the bearing wedge), not a
+    position, and uncertainty is None. The nominal point of a bearing-only fix is kept
+    here for what needs a most likely range (the fire's size), never published.
     """
 
     lat: float | None
@@ -503,6 +514,38 @@ def _ellipse(east_m: FloatArray, north_m: FloatArray) -> Uncertainty:
     )
 
 
+def plume_drift_sigma_m(
+    tower_height_m: float,
+    ground_m: float,
+    slant_range_m: float,
+    beam_elevation_deg: float,
+    wind_m_s: float,
+    rise_m_s: float,
+    k: float = DEFAULT_REFRACTION_K,
+) -> float:
+    """1-σ along-beam distance between where a lidar beam crossed a plume and its fire.
+
+    The beam meets the smoke z metres above the ground; smoke rising at rise_m_s in a
+    wind of wind_m_s has drifted z·wind/rise downwind by then. Without the wind's
+    direction the fire lies that far from the crossing in any direction: the along-beam
+    offset d·cos φ with φ uniform has σ = d/√2 (and never exceeds d).
+    """
+    if not rise_m_s > 0.0:
+        raise ValueError(f"plume rise speed must be positive, got {rise_m_s}")
+    ground_range_m = slant_range_m * math.cos(math.radians(beam_elevation_deg))
+    beam_m = float(ray_height_m(ground_range_m, tower_height_m, beam_elevation_deg, k))
+    height_m = max(beam_m - ground_m, 0.0)
+    return height_m * wind_m_s / rise_m_s / math.sqrt(2.0)
+
+
+def _lopsided(range_m: float, p025_m: float, p975_m: float) -> bool:
+    """True when the range interval is too lopsided about the nominal range for an ellipse."""
+    near, far = max(range_m - p025_m, 0.0), max(p975_m - range_m, 0.0)
+    if max(near, far) <= SKEW_NEGLIGIBLE_FRACTION * range_m:
+        return False
+    return max(near, far) > MAX_RANGE_SKEW * min(near, far)
+
+
 def geolocate(
     tower: TowerSite,
     bearing_deg: float,
@@ -525,8 +568,9 @@ def geolocate(
     raises the surface the ray is stopped by. The 95 % ellipse and the 2.5–97.5 %
     range interval come from a seeded Monte-Carlo over pan, tilt, k, terrain
     height and lidar range errors; the result is bearing-only when the range
-    spread (half the 16–84 % interval) exceeds max_range_sigma_m or the ray may
-    not meet the ground within max_range_m. Over flat ground a ray that misses it
+    spread (half the 16–84 % interval) exceeds max_range_sigma_m, when the ray may
+    not meet the ground within max_range_m, or when the interval is too lopsided
+    about the nominal range for an ellipse (MAX_RANGE_SKEW). Over flat ground a ray that misses it
     ends, for range_max_m, where it passes FLAME_TOP_M above the ground: beyond that
     no fire's flames can stand on the line of sight. max_range_m bounds it only where
     nothing better is known (terrain, a source that stands higher than flames).
@@ -594,7 +638,12 @@ def geolocate(
     range_sigma = float(p84 - p16) / 2.0
     nominal_hit = bool(hits[0])
     miss_fraction = float(np.mean(~hits[1:]))
-    bearing_only = not nominal_hit or range_sigma > max_range_sigma_m or miss_fraction > 0.025
+    bearing_only = (
+        not nominal_hit
+        or range_sigma > max_range_sigma_m
+        or miss_fraction > 0.025
+        or _lopsided(float(ranges[0]), float(p025), float(p975))
+    )
 
     lat_s, lon_s, _ = geodesic_direct(tower.lat, tower.lon, bearings, clipped)
     if not nominal_hit:
@@ -615,7 +664,10 @@ def geolocate(
     lat0, lon0 = float(lat_s[0]), float(lon_s[0])
     range0 = float(ranges[0])
     height0 = float(ray_height_m(range0, tower.height_m, elevation_deg, k))
-    east, north, _ = geodetic_to_enu(lat_s[1:], lon_s[1:], 0.0, lat0, lon0, 0.0)
+    uncertainty = None
+    if not bearing_only:
+        east, north, _ = geodetic_to_enu(lat_s[1:], lon_s[1:], 0.0, lat0, lon0, 0.0)
+        uncertainty = _ellipse(east, north)
     return Geolocation(
         lat=lat0,
         lon=lon0,
@@ -627,7 +679,7 @@ def geolocate(
         range_sigma_m=range_sigma,
         range_min_m=float(min(p025, range0)),
         range_max_m=float(max(p975, range0)),
-        uncertainty=_ellipse(east, north),
+        uncertainty=uncertainty,
         bearing_only=bearing_only,
     )
 

@@ -41,13 +41,16 @@ class _Scan:
 @dataclass(frozen=True)
 class ProbeResult:
     """What the lidar said along one bearing. ``range_m`` is set only for a plume-like
-    return clearly above the profile's noise (the z-weighted centroid of the strongest)."""
+    return clearly above the profile's noise (the z-weighted centroid of the strongest);
+    ``beam_elevation_deg`` is the elevation of the shot that crossed it, which says how
+    high above the fire the beam met the smoke."""
 
     bearing_deg: float | None
     tilt_deg: float | None
     done: bool
     range_m: float | None
     evidence: dict[str, Any] = field(default_factory=dict)
+    beam_elevation_deg: float | None = None
 
 
 class LidarProbe:
@@ -149,6 +152,7 @@ class LidarProbe:
 
     def result(self) -> ProbeResult:
         best_plume: LidarReturn | None = None
+        best_elevation_deg: float | None = None
         per_elevation = []
         for scan in self._scans:
             entry: dict[str, Any] = {
@@ -172,7 +176,7 @@ class LidarProbe:
                     }
                 )
                 if plume is not None and (best_plume is None or plume.peak_z > best_plume.peak_z):
-                    best_plume = plume
+                    best_plume, best_elevation_deg = plume, scan.elevation_deg
             per_elevation.append(entry)
         errors = [s.error for s in self._scans if s.error is not None]
         evidence: dict[str, Any] = {
@@ -192,4 +196,5 @@ class LidarProbe:
             done=self.done,
             range_m=best_plume.range_m if best_plume else None,
             evidence=evidence,
+            beam_elevation_deg=best_elevation_deg,
         )

@@ -110,6 +110,7 @@ class LookSettings:
     max_revisits: int
     dismissed_memory_s: float
     merge_bearing_deg: float
+    merge_elevation_deg: float
     sun_margin_deg: float
 
     @classmethod
@@ -128,6 +129,7 @@ class LookSettings:
             max_revisits=cfg.confirmation.max_revisits,
             dismissed_memory_s=cfg.confirmation.dismissed_memory_s,
             merge_bearing_deg=cfg.alarm.merge_bearing_deg,
+            merge_elevation_deg=cfg.alarm.merge_elevation_deg,
             sun_margin_deg=cfg.patrol.sun_avoidance_margin_deg,
         )
 
@@ -240,11 +242,17 @@ class LookScheduler:
         """The confirmation look a candidate deserves, or None (a known fire, a dismissed spot).
 
         A known fire seen again from the patrol is measured by its scheduled revisit; no
-        confirmation is spent on it. An interrupted patrol resumes at its stop afterwards.
+        confirmation is spent on it. Known means on an open alarm's line of sight: its
+        bearing and its elevation, so a second fire on the same bearing at another range
+        is confirmed on its own. An interrupted patrol resumes at its stop afterwards.
         """
+        s = self.settings
         for alarm in open_alarms:
-            gap = abs(signed_delta_deg(alarm.observation.bearing_deg, candidate.pan_deg))
-            if gap <= self.settings.merge_bearing_deg:
+            seen = alarm.observation
+            if (
+                abs(signed_delta_deg(seen.bearing_deg, candidate.pan_deg)) <= s.merge_bearing_deg
+                and abs(seen.elevation_deg - candidate.tilt_deg) <= s.merge_elevation_deg
+            ):
                 return None
         if any(d.covers(candidate, now) for d in self.dismissed):
             return None

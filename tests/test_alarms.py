@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from edge.geolocation import Geolocation
 from edge.messages import AlarmMessage, Uncertainty
 
 TOWER_LAT, TOWER_LON = 47.0, 19.0
+MAST_M = 40.0  # the camera's height over the flat ground the fires burn on
 TOWER = {"id": "tw-07", "lat": TOWER_LAT, "lon": TOWER_LON}
 T0 = 1_720_000_000.0  # 2024-07-03T09:46:40Z
 ID_RE = re.compile(r"^tw-07-\d{8}T\d{6}Z-[0-9a-f]{4}$")
@@ -38,7 +40,7 @@ def fire_at(
         t=t,
         bearing_deg=bearing_deg,
         bearing_sigma_deg=0.06,
-        elevation_deg=-0.3,
+        elevation_deg=-math.degrees(math.atan(MAST_M / range_m)),
         lat=None if bearing_only else lat,
         lon=None if bearing_only else lon,
         range_m=None if bearing_only else range_m,
@@ -199,6 +201,22 @@ def test_bearing_only_fires_merge_by_bearing(state: Path) -> None:
 
     assert same is None or same.alarm_id == first.alarm_id
     assert other is not None and other.state == "confirmed" and other.alarm_id != first.alarm_id
+    assert len(book.open_alarms()) == 2
+
+
+def test_two_bearing_only_fires_on_one_bearing_at_different_ranges_are_two_alarms(
+    state: Path,
+) -> None:
+    book = book_at(state, merge_bearing_deg=1.0, merge_elevation_deg=0.1)
+    far = book.observe_confirmed(fire_at(90.0, 10_000.0, T0, bearing_only=True), T0)
+    # 5 km in front of it on the same bearing: 0.23° lower from a 40 m mast
+    near = book.observe_confirmed(fire_at(90.0, 5_000.0, T0 + 5.0, bearing_only=True), T0 + 5.0)
+    # 1 km beyond the first: 0.02° higher, on its line of sight as far as one tower can tell
+    behind = book.observe_confirmed(fire_at(90.0, 11_000.0, T0 + 6.0, bearing_only=True), T0 + 6.0)
+
+    assert far is not None and near is not None and near.state == "confirmed"
+    assert near.alarm_id != far.alarm_id
+    assert behind is None or behind.alarm_id == far.alarm_id
     assert len(book.open_alarms()) == 2
 
 
@@ -466,12 +484,12 @@ def test_observations_from_a_geolocation() -> None:
     fire = FireObservation.from_geolocation(
         vague, t=T0, bearing_sigma_deg=0.06, a_eq_m2=3.0, peak_k=20.0
     )
-    # flat ground: a bearing and a range interval; the nominal point and its long
-    # ellipse are kept for the map, flagged as not a fix
+    # flat ground: the bearing wedge (bearing, its σ, the range interval) and no point:
+    # the nominal one is a guess along the line of sight that no range source supports
     assert fire.bearing_only and not fire.located
-    assert (fire.lat, fire.lon) == (47.05, 19.1)
-    assert fire.uncertainty == ellipse(5_000.0, 12.0, 52.0)
+    assert (fire.lat, fire.lon, fire.range_m, fire.uncertainty) == (None, None, None, None)
     assert (fire.range_min_m, fire.range_max_m) == (4_000.0, 20_000.0)
+    assert fire.bearing_sigma_deg == 0.06
 
     beyond = Geolocation(
         lat=None, lon=None, height_m=None, bearing_deg=52.0, elevation_deg=0.05,

@@ -11,6 +11,9 @@ from edge.alarms import AlarmBook
 from edge.config import TowerConfig, load_config
 from edge.confirm import Verdict
 from edge.fire_reporter import FireReporter, bearing_sigma_deg
+from edge.geodesy import destination
+from edge.geolocation import bearing_elevation_to
+from edge.lidar_probe import ProbeResult
 from edge.messages import AlarmMessage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,3 +123,59 @@ def test_a_restart_closes_the_relay_again_unless_it_was_reset(
     again: list[str] = []
     FireReporter(cfg, AlarmBook(path, cfg.tower.id, cfg.alarm), Sink(again), Relay(again)).resume()
     assert "relay on" not in again
+
+
+def _fire_at_10_km(cfg: TowerConfig, reporter: FireReporter) -> Verdict:
+    """A confirmed fire 10 km out on bearing 135° over the config's flat reed."""
+    lat, lon = destination(cfg.tower.lat, cfg.tower.lon, 135.0, 10_000.0)
+    ground_m = cfg.tower.ground_elevation_m + cfg.geolocation.canopy_height_m
+    _, elevation = bearing_elevation_to(reporter.site, lat, lon, ground_m,
+                                        cfg.geolocation.refraction_k)  # fmt: skip
+    return Verdict("confirmed", "fire", 135.0, elevation, 60.0, 1e-8, 0.9, {"persistence": 1.0})
+
+
+def _plume(verdict: Verdict, range_m: float) -> ProbeResult:
+    beam_deg = verdict.elevation_deg + 0.5  # the probe aims above the fire: smoke rises
+    return ProbeResult(135.0, verdict.elevation_deg, True, range_m, {"plume_range_m": range_m},
+                       beam_elevation_deg=beam_deg)  # fmt: skip
+
+
+def test_a_lidar_fix_states_the_plumes_drift_in_its_error(cfg: TowerConfig, tmp_path: Path) -> None:
+    sink = Sink([])
+    reporter = FireReporter(cfg, AlarmBook(tmp_path / "alarms.json", cfg.tower.id, cfg.alarm), sink,
+                            None)  # fmt: skip
+    fire = _fire_at_10_km(cfg, reporter)
+    # the beam crossed the smoke ~90 m above the reed, where a 5 m/s wind has carried
+    # smoke rising at 1.5 m/s some 300 m from its fire, in a direction the tower does not know
+    sigma_m = reporter.lidar_range_sigma_m(_plume(fire, 10_150.0))
+    assert 150.0 < sigma_m < 300.0
+
+    reporter.confirmed(fire, T0 - 10.0, _plume(fire, 10_150.0), T0)
+
+    (alarm,) = sink.alarms
+    assert alarm.range_source == "lidar" and not alarm.bearing_only
+    assert alarm.range_m is not None and alarm.uncertainty is not None
+    # the ellipse is long along the bearing by the drift, not the lidar's 7.5 m
+    assert alarm.uncertainty.semi_major_m == pytest.approx(5.991**0.5 * sigma_m, rel=0.15)
+    assert alarm.range_m - 2.5 * sigma_m < 10_000.0 < alarm.range_m + 2.5 * sigma_m
+    assert alarm.evidence.lidar is not None and alarm.evidence.lidar["range_used"] is True
+    assert reporter.lidar_fixes_rejected == 0
+
+
+def test_a_lidar_range_the_camera_contradicts_is_reported_not_trusted(
+    cfg: TowerConfig, tmp_path: Path
+) -> None:
+    sink = Sink([])
+    reporter = FireReporter(cfg, AlarmBook(tmp_path / "alarms.json", cfg.tower.id, cfg.alarm), sink,
+                            None)  # fmt: skip
+    fire = _fire_at_10_km(cfg, reporter)
+    # a return at 2 km: a plume of something nearer on the bearing, or a mast; the camera's
+    # line of sight meets the ground no nearer than ~7 km
+    reporter.confirmed(fire, T0 - 10.0, _plume(fire, 2_000.0), T0)
+
+    (alarm,) = sink.alarms
+    assert alarm.range_source == "earth" and alarm.bearing_only
+    assert alarm.range_min_m is not None and alarm.range_min_m > 5_000.0
+    assert alarm.evidence.lidar is not None and alarm.evidence.lidar["range_used"] is False
+    assert alarm.evidence.lidar["plume_range_m"] == 2_000.0
+    assert reporter.lidar_fixes_rejected == 1

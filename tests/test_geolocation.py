@@ -21,6 +21,7 @@ from edge.geodesy import (
 )
 from edge.geolocation import (
     FLAME_TOP_M,
+    MAX_RANGE_SKEW,
     ErrorModel,
     Lens,
     Pose,
@@ -156,10 +157,40 @@ def test_scenario_17_flat_ground_from_50_m_is_bearing_only() -> None:
     assert g.range_sigma_m > 1000.0
     # The honest answer is an interval several kilometres long around the true range.
     assert g.range_min_m < 8500.0 and g.range_max_m > 12_000.0
-    assert g.uncertainty is not None and g.uncertainty.semi_major_m > 2000.0
-    assert g.uncertainty.orientation_deg == pytest.approx(
-        20.0, abs=1.0
-    )  # elongated along the bearing
+    # ... stated as that interval on the bearing (a wedge), not as an ellipse about a point
+    assert g.uncertainty is None
+
+
+def test_a_lopsided_flat_ground_fix_is_a_wedge_not_an_ellipse() -> None:
+    # With the spread limit lifted, the error's shape alone decides. Over flat ground the
+    # range goes as 1/depression: at 10 km from a 40 m mast the far half of the 95 %
+    # interval is several times the near half, and no ellipse describes that.
+    tower = TowerSite(TOWER_LAT, TOWER_LON, 40.0)
+    _, elevation = bearing_elevation_to(
+        tower, *destination(TOWER_LAT, TOWER_LON, 60.0, 10_000.0), 0.0
+    )
+    errors = ErrorModel(sigma_pan_deg=0.05, sigma_tilt_deg=0.05, samples=2000, seed=5)
+    g = geolocate(tower, 60.0, elevation, errors=errors, max_range_sigma_m=100_000.0)
+    assert g.range_m is not None
+    near, far = g.range_m - g.range_min_m, g.range_max_m - g.range_m
+    assert far > MAX_RANGE_SKEW * near
+    assert g.bearing_only and g.uncertainty is None
+    assert g.range_min_m < 10_000.0 < g.range_max_m
+
+
+def test_a_near_flat_ground_fix_keeps_its_ellipse() -> None:
+    # 3 km from a 40 m mast the range error is ~8 % and nearly symmetric.
+    tower = TowerSite(TOWER_LAT, TOWER_LON, 40.0)
+    _, elevation = bearing_elevation_to(
+        tower, *destination(TOWER_LAT, TOWER_LON, 60.0, 3_000.0), 0.0
+    )
+    errors = ErrorModel(sigma_pan_deg=0.05, sigma_tilt_deg=0.05, samples=2000, seed=5)
+    g = geolocate(tower, 60.0, elevation, errors=errors, max_range_sigma_m=100_000.0)
+    assert g.range_m is not None and not g.bearing_only
+    near, far = g.range_m - g.range_min_m, g.range_max_m - g.range_m
+    assert far < MAX_RANGE_SKEW * near
+    assert g.uncertainty is not None
+    assert g.uncertainty.orientation_deg == pytest.approx(60.0, abs=1.0)  # along the bearing
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,7 @@ SETTINGS = LookSettings(
     max_revisits=2,
     dismissed_memory_s=1800.0,
     merge_bearing_deg=1.0,
+    merge_elevation_deg=0.1,
     sun_margin_deg=5.0,
 )
 
@@ -51,9 +52,11 @@ def candidate(pan_deg: float, tilt_deg: float = -0.3, a_eq: float = 1e-7) -> Can
     return Candidate(T0, pan_deg, tilt_deg, 6.0, 320.0, 256.0, 5.0, 30.0, 20.0, a_eq, True)
 
 
-def open_alarm(bearing_deg: float, alarm_id: str = "tw-1") -> OpenAlarm:
+def open_alarm(
+    bearing_deg: float, alarm_id: str = "tw-1", elevation_deg: float = -0.3
+) -> OpenAlarm:
     fire = FireObservation(
-        t=T0, bearing_deg=bearing_deg, bearing_sigma_deg=0.06, elevation_deg=-0.4,
+        t=T0, bearing_deg=bearing_deg, bearing_sigma_deg=0.06, elevation_deg=elevation_deg,
         lat=52.0, lon=13.0, range_m=9000.0, range_min_m=8900.0, range_max_m=9100.0,
         range_source="earth", bearing_only=False, uncertainty=Uncertainty(semi_major_m=50.0, semi_minor_m=10.0, orientation_deg=0.0),
         a_eq_m2=3.0, peak_k=30.0,
@@ -130,6 +133,16 @@ def test_a_candidate_at_an_open_alarm_is_left_to_its_revisit() -> None:
     alarms = [open_alarm(100.0)]
     assert s.on_candidate(candidate(100.9), current, alarms, T0) is None
     assert s.on_candidate(candidate(101.1), current, alarms, T0) is not None
+
+
+def test_a_second_fire_on_an_open_alarms_bearing_at_another_range_is_confirmed() -> None:
+    s = scheduler()
+    current = patrol_look(s)
+    # the alarm's fire at 10 km from a 40 m mast (-0.23°); a candidate at 5 km (-0.46°)
+    alarms = [open_alarm(100.0, elevation_deg=-0.23)]
+    assert s.on_candidate(candidate(100.0, tilt_deg=-0.27), current, alarms, T0) is None
+    confirm = s.on_candidate(candidate(100.0, tilt_deg=-0.46), current, alarms, T0)
+    assert confirm is not None and confirm.kind == LookKind.CONFIRM
 
 
 def test_a_dismissed_spot_is_ignored_until_it_grows_or_the_memory_expires() -> None:

@@ -25,6 +25,7 @@ TOWER = "sim-tower-01"
 ALARM_TOPIC = f"towerwatch/{TOWER}/alarm"
 STATUS_TOPIC = f"towerwatch/{TOWER}/status"
 LIFECYCLE = ROOT / "tests" / "scenarios" / "fire-lifecycle.yaml"
+ONE_BEARING = ROOT / "tests" / "scenarios" / "two-fires-one-bearing.yaml"
 BROKER_OUTAGE_S = 20.0  # wall seconds: a minute of tower time at 3x
 
 # A short sector around the fire and fast alarm timings keep a whole fire's life within
@@ -177,9 +178,36 @@ def test_the_simulated_tower_alarms_within_a_minute(
     alarm = alarms[0]
     assert alarm["schema"] == "towerwatch.alarm/1" and alarm["alarm_id"]
     assert set(alarm["tower"]) == {"id", "lat", "lon"}
-    assert {"lat", "lon"} <= set(alarm["position"])
+    # one tower over flat land, 10 km out: its bearing wedge, never an invented point
+    assert alarm["bearing_only"] and alarm["position"] is None and alarm["range_m"] is None
     _truth_is_inside(alarm, 135.0, 10_000.0)
     assert retained or hub.messages(STATUS_TOPIC), "the status is published retained"
+
+
+def test_two_fires_on_one_bearing_at_different_ranges_raise_two_alarms(
+    mqtt_broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    # 5 km and 10 km out on one line of sight: 0.23° apart in elevation from a 40 m mast
+    scenario = load_scenario(ONE_BEARING)
+    extra = ("patrol.azimuth_start_deg=125", "patrol.azimuth_span_deg=20",
+             "confirmation.dwell_s=5")  # fmt: skip
+    run = SimTowerRun(tmp_path, ONE_BEARING, mqtt_broker.port, extra=extra)
+    with MqttCollector(mqtt_broker.host, mqtt_broker.port) as hub:
+        try:
+            run.start_tower()
+            run.start_daemon(duration_s=150)
+            assert run.wait_daemon(timeout_s=360) == 0
+        finally:
+            run.stop()
+        confirmed = [a for a in _unique_in_order(_alarms(hub)) if a["state"] == "confirmed"]
+
+    assert len(confirmed) == 2, confirmed
+    assert len({a["alarm_id"] for a in confirmed}) == 2
+    nearer, farther = sorted(confirmed, key=lambda a: a["elevation_deg"])
+    truths = {f.id: f.at for f in scenario.fires}
+    for alarm, truth in ((nearer, truths["near"]), (farther, truths["far"])):
+        assert truth.bearing_deg is not None and truth.range_m is not None
+        _truth_is_inside(alarm, truth.bearing_deg, truth.range_m)
 
 
 def _commissioning_map(scenario_path: Path) -> list[str]:
