@@ -21,6 +21,7 @@ import numpy as np
 from detectors import radiometry
 from detectors.blobs import make_blobs
 from detectors.hotspot import HotspotParams, detect_hotspots, radiance_lut
+from detectors.visible_cues import FlameCue, FlameDetector
 from detectors.zoom_test import BlobMeasurement, measure, zoom_test
 from drivers.base import Frame
 from edge.config import TowerConfig
@@ -36,6 +37,9 @@ SEARCH_HALF_PX = 48
 # hot spot by < 0.4 px at the patrol zoom (docs/algorithms/suppression.md), ≈ 1 px zoomed.
 MAX_DRIFT_PX = 3.0
 MIN_PERSISTENCE_TO_REVISIT = 0.3  # seen less than this: not a fire now
+# Half-size of the visible window searched for a flame around the hotspot's direction:
+# the head's pointing and the two channels' boresight agree to well under this.
+FLAME_SEARCH_HALF_PX = 24
 
 
 @functools.lru_cache(maxsize=4)
@@ -68,6 +72,7 @@ class Verdict:
     evidence: dict[str, Any]
     frame: Frame | None = None
     hotspot_xy: tuple[float, float] = (math.nan, math.nan)
+    visible: dict[str, Any] | None = None  # the visible camera's cues; None: no frames
 
     def a_eq_m2(self, range_m: float | None, transmittance: float) -> float:
         """Fire-equivalent area in m² at a range (0 when the range is unknown)."""
@@ -87,6 +92,42 @@ class ConfirmationScan:
     sightings: list[Sighting] = field(default_factory=list)
     last_frame: Frame | None = None
     last_pose: tuple[float, float, float] | None = None
+    flame: FlameDetector = field(default_factory=FlameDetector)
+    flame_cue: FlameCue | None = None
+    visible_frames: int = 0
+
+    def add_visible(self, frame: Frame, pose: tuple[float, float, float]) -> None:
+        """A visible frame of the dwell: look for a flame where the hotspot is.
+
+        The visible camera is boresighted with the thermal one: a frame without its own
+        pose metadata is taken at ``pose``, the thermal frame's. The flame test (colour
+        and flicker, detectors.visible_cues) runs on a window around the hotspot's
+        direction only, so a chimney or headlights elsewhere in view do not count.
+        Supporting evidence: it never confirms or dismisses on its own.
+        """
+        if frame.image.ndim != 3 or frame.image.shape[2] != 3:
+            return
+        if math.isfinite(frame.pan_deg) and math.isfinite(frame.tilt_deg):
+            hfov = frame.hfov_deg if math.isfinite(frame.hfov_deg) else pose[2]
+            pose = (frame.pan_deg, frame.tilt_deg, hfov)
+        height, width = frame.image.shape[:2]
+        ex, ey = self.context.direction_pixel(
+            self.candidate.pan_deg, self.candidate.tilt_deg, pose, width, height
+        )
+        half = FLAME_SEARCH_HALF_PX
+        if not (-half < ex < width + half and -half < ey < height + half):
+            return  # NaN too: behind the camera
+        x0, y0 = max(int(ex) - half, 0), max(int(ey) - half, 0)
+        window = frame.image[y0 : int(ey) + half, x0 : int(ex) + half]
+        if window.size == 0:
+            return
+        self.visible_frames += 1
+        self.flame_cue = self.flame.update(np.ascontiguousarray(window), frame.t)
+
+    def visible_evidence(self) -> dict[str, Any] | None:
+        if self.visible_frames == 0 or self.flame_cue is None:
+            return None
+        return {"frames": self.visible_frames, **self.flame_cue.evidence()}
 
     def add_frame(self, frame: Frame, pose: tuple[float, float, float], now: float) -> None:
         self.frames += 1
@@ -148,9 +189,10 @@ class ConfirmationScan:
 
         def result(outcome: Outcome, reason: str, confidence: float = 0.0) -> Verdict:
             evidence["verdict"] = reason
+            visible = self.visible_evidence()
             if not self.sightings or self.last_pose is None or self.last_frame is None:
                 return Verdict(outcome, reason, c.pan_deg, c.tilt_deg, math.nan, 0.0,
-                               confidence, evidence)  # fmt: skip
+                               confidence, evidence, visible=visible)  # fmt: skip
             last = self.sightings[-1]
             x = statistics.median(s.x for s in self.sightings)
             y = statistics.median(s.y for s in self.sightings)
@@ -167,6 +209,7 @@ class ConfirmationScan:
                 evidence,
                 self.last_frame,
                 (last.x, last.y),
+                visible,
             )
 
         if n == 0:

@@ -279,6 +279,8 @@ class TowerDaemon:
             look.probe.poll()
         if look.scan is not None:
             look.scan.add_frame(frame, pose, now)
+            if self.fires is not None and (visible := self.fires.visible_frame()) is not None:
+                look.scan.add_visible(visible, pose)
         elif look.kind != LookKind.HOLD:
             for candidate in self.thermal_stage.process(frame, pose, now):
                 self._on_candidate(candidate, look, now)

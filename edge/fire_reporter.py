@@ -235,6 +235,7 @@ class FireReporter:
             a_eq_m2=verdict.a_eq_m2(range_m, self.transmittance(range_m)),
             peak_k=verdict.peak_k,
             evidence={"thermal": verdict.evidence}
+            | ({"visible": verdict.visible} if verdict.visible is not None else {})
             | ({"lidar": self._lidar_evidence(lidar, geo)} if lidar is not None else {}),
             confidence=verdict.confidence,
         )
@@ -271,11 +272,20 @@ class FireReporter:
         if self.visible is not None:
             self.visible.want(within_s)
 
+    def visible_frame(self) -> Frame | None:
+        """The visible camera's newest frame since the last call, without waiting (None:
+        nothing new, or no camera); the snapshot uses the last one seen."""
+        if self.visible is None:
+            return None
+        newest = self.visible.newest()
+        if newest is not None:
+            self.last_visible = newest
+        return newest
+
     def _send_snapshot(self, event: AlarmEvent, verdict: Verdict) -> None:
         assert verdict.frame is not None
         obs = event.observation
-        if self.visible is not None and (newest := self.visible.newest()) is not None:
-            self.last_visible = newest
+        self.visible_frame()
         visible = self.last_visible.image if self.last_visible is not None else None
         jpeg = render_snapshot(
             verdict.frame.image,

@@ -140,3 +140,77 @@ def test_no_frames_is_undecided(cfg: TowerConfig) -> None:
     wide = _scene(6)
     verdict = _verdict(cfg, _candidate(wide, 319.5, 255.5), [])
     assert verdict.outcome == "undecided"
+
+
+# --- the visible camera's flame cue, supporting evidence of the scan ----------------------
+
+
+def _night_visible(n: int, draw) -> list[Frame]:  # type: ignore[no-untyped-def]
+    """Dark visible frames of the zoomed view (no pose metadata: boresighted with the
+    thermal camera), 0.1 s apart like the thermal ones, with ``draw(image, k)`` on them."""
+    rng = np.random.default_rng(7)
+    frames = []
+    for k in range(n):
+        image = rng.integers(4, 12, (512, 640, 3), dtype=np.uint8)
+        draw(image, k)
+        frames.append(Frame(image, T0 + NIGHT_OFFSET_S + 0.1 * k, k, False, float("nan"),
+                            float("nan"), float("nan")))  # fmt: skip
+    return frames
+
+
+def _flame(x: int, y: int, seed: int):  # type: ignore[no-untyped-def]
+    """A flame: fire-coloured (orange), fixed in place, its lit area flickering."""
+    sizes = np.random.default_rng(seed).integers(1, 5, 64)
+
+    def draw(image: np.ndarray, k: int) -> None:
+        r = int(sizes[k])
+        image[y - r : y + 1, x - 1 : x + 2] = (40, 150, 250)  # BGR: R ≥ G > B, saturated
+
+    return draw
+
+
+def _scan_with_visible(cfg: TowerConfig, visible: list[Frame]):  # type: ignore[no-untyped-def]
+    wide = _scene(1)
+    _add_point(wide, 319.5, 255.5, 30.0)
+    context = DetectionContext.from_config(cfg)
+    scan = ConfirmationScan(context, _candidate(wide, 319.5, 255.5),
+                            cfg.confirmation.persistence_fraction)  # fmt: skip
+    thermal = _frames(len(visible), lambda image, k: _add_point(image, 320.0, 256.0, 120.0))
+    pose = (PAN, TILT, NARROW_HFOV)
+    for frame, seen in zip(thermal, visible, strict=True):
+        scan.add_frame(frame, pose, frame.t)
+        scan.add_visible(seen, pose)
+    return scan.verdict()
+
+
+def test_a_flickering_flame_at_the_hotspot_is_visible_evidence(cfg: TowerConfig) -> None:
+    verdict = _scan_with_visible(cfg, _night_visible(30, _flame(320, 256, seed=1)))
+    assert verdict.outcome == "confirmed"
+    assert verdict.visible is not None and verdict.visible["frames"] == 30
+    assert verdict.visible["flame"] is True, verdict.visible
+    assert verdict.visible["flame_flicker"] >= 0.1
+
+
+def test_headlights_and_a_flame_elsewhere_in_view_are_not_the_hotspots_flame(
+    cfg: TowerConfig,
+) -> None:
+    chimney = _flame(480, 120, seed=2)  # far from the hotspot's direction
+
+    def draw(image: np.ndarray, k: int) -> None:
+        chimney(image, k)
+        x = 300 + 2 * k  # warm headlights: fire-coloured but steady, and travelling
+        image[254:258, x : x + 4] = (200, 230, 255)
+
+    verdict = _scan_with_visible(cfg, _night_visible(30, draw))
+    assert verdict.outcome == "confirmed"  # the thermal decision is the scan's own
+    assert verdict.visible is not None and verdict.visible["flame"] is False, verdict.visible
+
+
+def test_without_visible_frames_the_verdict_says_nothing_of_the_visible_camera(
+    cfg: TowerConfig,
+) -> None:
+    wide = _scene(1)
+    _add_point(wide, 319.5, 255.5, 30.0)
+    frames = _frames(20, lambda image, k: _add_point(image, 320.0, 256.0, 120.0))
+    verdict = _verdict(cfg, _candidate(wide, 319.5, 255.5), frames)
+    assert verdict.visible is None

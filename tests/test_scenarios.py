@@ -122,6 +122,9 @@ def test_a_fire_is_confirmed_located_followed_and_cleared(
     # one patrol cycle + the confirmation (settle 1 s + dwell 5 s) + the slew to it
     assert 0 < delay_s <= cycle_s + 6.0 + 3.0, (delay_s, cycle_s)
     _truth_is_inside(confirmed, 135.0, 10_000.0)
+    # the visible camera was read during the dwell and its flame cue is in the evidence
+    visible = confirmed["evidence"]["visible"]
+    assert visible is not None and visible["frames"] > 0 and "flame" in visible, visible
 
     sizes = [a["size"]["a_eq_m2"] for a in alarms if a["state"] in ("confirmed", "updated")]
     assert max(sizes) > 1.5 * sizes[0], sizes  # the front grew from 2 m to 6 m
