@@ -263,6 +263,15 @@ class ConfirmationSettings(StrictSettings):
     dismissed_memory_s: float = Field(
         1800.0, ge=0.0, le=86400.0, description="how long a dismissed spot is ignored"
     )
+    lidar_shots: int = Field(
+        250, ge=1, le=65535, description="lidar shots averaged per direction of the cued fan"
+    )
+    lidar_max_scans: int = Field(
+        24, ge=1, le=200, description="directions of the cued fan at most (they share the dwell)"
+    )
+    lidar_azimuth_step_deg: float = Field(
+        0.2, gt=0.0, le=5.0, description="azimuth step of the fan: narrower than a plume"
+    )
 
 
 class AlarmSettings(StrictSettings):

@@ -409,11 +409,19 @@ class TowerDaemon:
         return self.look
 
     def _start_probe(self, look: Look) -> None:
-        """Ask the lidar along the candidate's bearing while the camera dwells."""
+        """Fan the lidar around the candidate's bearing, downwind either way, while the
+        camera dwells: the plume leans with the wind off the fire's bearing."""
         assert self.devices is not None
         if self.devices.lidar is None or look.scan is None:
             return
-        look.probe = LidarProbe(self.devices.lidar)
+        c = self.cfg.confirmation
+        look.probe = LidarProbe(
+            self.devices.lidar,
+            shots=c.lidar_shots,
+            drift_per_rise=self.cfg.weather.wind_speed_m_s / self.cfg.geolocation.plume_rise_m_s,
+            azimuth_step_deg=c.lidar_azimuth_step_deg,
+            max_scans=c.lidar_max_scans,
+        )
         look.probe.start(look.pan_deg, look.tilt_deg)
 
     def _finish_look(self, look: Look, now: float) -> None:

@@ -110,10 +110,16 @@ def _bearing_and_range_hold_the_truth(alarm: dict, fire_lat: float, fire_lon: fl
     range_m, bearing_deg = distance_bearing(tower["lat"], tower["lon"], fire_lat, fire_lon)
     off_deg = (alarm["bearing_deg"] - bearing_deg + 180.0) % 360.0 - 180.0
     cross_m = abs(math.sin(math.radians(off_deg))) * range_m
+    assert alarm["range_min_m"] <= range_m <= alarm["range_max_m"], (tower["id"], range_m, alarm)
+    if alarm["bearing_only"]:
+        # one tower over flat reed: its wedge (bearing ± 1.96 σ over the range interval)
+        # holds the fire, and it states no point
+        assert alarm["position"] is None and alarm["uncertainty"] is None, alarm
+        assert abs(off_deg) <= 1.96 * alarm["bearing_sigma_deg"], (tower["id"], off_deg, alarm)
+        return
     assert alarm["uncertainty"] is not None, f"{tower['id']}: no stated uncertainty: {alarm}"
     limit_m = _cross_track_limit_m(alarm, alarm["bearing_deg"])
     assert cross_m <= limit_m, (tower["id"], off_deg, cross_m, limit_m)
-    assert alarm["range_min_m"] <= range_m <= alarm["range_max_m"], (tower["id"], range_m, alarm)
 
 
 def _inside_ellipse(lat: float, lon: float, fire: dict, true_lat: float, true_lon: float) -> bool:

@@ -9,7 +9,7 @@ import pytest
 
 from drivers.base import DriverState
 from drivers.lidar_serial import Driver, Settings
-from edge.lidar_probe import LidarProbe, ProbeResult
+from edge.lidar_probe import LidarProbe, ProbeResult, fan_offsets
 from simulators.clock import SimClock
 from simulators.lidar import HardTarget, LidarAtmosphere, LidarSimulator, SmokePlume
 from tests.serial_helpers import serial_settings
@@ -106,9 +106,12 @@ def test_stale_profiles_of_other_directions_are_ignored(
 def test_an_unplugged_lidar_is_recorded_not_raised(world: tuple[LidarSimulator, Driver]) -> None:
     sim, driver = world
     sim.drop()
+    # until the driver has seen the port go (its silence alarm may come first, while
+    # the port still looks open)
     deadline = time.monotonic() + 3.0
-    while driver.health().state is DriverState.OK and time.monotonic() < deadline:
+    while driver.health().state is not DriverState.CONNECTING and time.monotonic() < deadline:
         time.sleep(0.02)
+    assert driver.health().state is DriverState.CONNECTING
     probe = LidarProbe(driver, shots=100)
     probe.start(BEARING, 0.0)
     started = time.monotonic()
@@ -142,3 +145,49 @@ def test_bad_probe_settings_are_refused(world: tuple[LidarSimulator, Driver]) ->
         LidarProbe(driver, shots=0)
     with pytest.raises(ValueError):
         LidarProbe(driver, elevations_deg=())
+
+
+def test_the_fan_leans_as_far_as_the_wind_can_carry_smoke_at_each_height() -> None:
+    # wind 3 m/s, smoke rising 1.5 m/s: a beam δ above the fire meets smoke that leaned
+    # atan(2·tan δ) off the bearing: 0.2° at δ = 0.1°, 1.0° at δ = 0.5°
+    fan = fan_offsets((0.5, 0.1), drift_per_rise=2.0, azimuth_step_deg=0.2, max_scans=100)
+    low = [d_az for d_az, d_el in fan if d_el == 0.1]
+    high = [d_az for d_az, d_el in fan if d_el == 0.5]
+    assert low == pytest.approx([0.0, -0.2, 0.2])  # the lowest row first, outward
+    assert sorted(high) == pytest.approx([0.2 * k for k in range(-5, 6)])
+    assert fan[: len(low)] == [(d, 0.1) for d in low]
+    # the dwell bounds the fan: the highest rows go first
+    assert fan_offsets((0.1, 0.5), 2.0, 0.2, max_scans=5) == fan[:5]
+    # no wind: the bearing only, one shot per elevation
+    assert fan_offsets((0.1, 0.5), 0.0, 0.2, 24) == [(0.0, 0.1), (0.0, 0.5)]
+
+
+def test_a_fan_finds_a_plume_the_wind_leaned_off_the_bearing() -> None:
+    atmosphere = LidarAtmosphere(
+        plumes=[SmokePlume(BEARING - 0.8, 8000.0, width_m=40.0, min_elevation_deg=0.0)]
+    )
+    sim = LidarSimulator(SimClock(time.time()), atmosphere, prf_hz=PRF_HZ, seed=4)
+    sim.start()
+    driver = open_lidar(sim)
+    try:
+        on_bearing = LidarProbe(driver, shots=500, elevations_deg=(0.5,))
+        on_bearing.start(BEARING, -0.2)
+        assert run_until_done(on_bearing).range_m is None  # the plume is 0.8° aside
+
+        fan = LidarProbe(driver, shots=500, elevations_deg=(0.5,), drift_per_rise=2.0)
+        fan.start(BEARING, -0.2)
+        result = run_until_done(fan, timeout_s=30.0)
+    finally:
+        driver.close()
+        sim.stop()
+    # asked a few at a time (the lidar queues few), outward from the bearing: −0.8° is the
+    # 8th of the row, and the fan stops there
+    assert result.done and result.evidence["scans_answered"] <= 8 + 3
+    assert result.evidence["scans_in_fan"] == 11
+    assert result.range_m == pytest.approx(8000.0, abs=15.0)
+    # the first beam through the plume's edge, on its side of the bearing, ends the fan
+    assert -0.8 - 1e-9 <= result.evidence["plume_azimuth_offset_deg"] <= -0.2 + 1e-9
+    assert (
+        result.beam_azimuth_deg is not None and BEARING - 0.81 < result.beam_azimuth_deg < BEARING
+    )
+    assert result.beam_elevation_deg == pytest.approx(0.3)

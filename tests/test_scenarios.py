@@ -181,8 +181,12 @@ def test_the_simulated_tower_alarms_within_a_minute(
     alarm = alarms[0]
     assert alarm["schema"] == "towerwatch.alarm/1" and alarm["alarm_id"]
     assert set(alarm["tower"]) == {"id", "lat", "lon"}
-    # one tower over flat land, 10 km out: its bearing wedge, never an invented point
-    assert alarm["bearing_only"] and alarm["position"] is None and alarm["range_m"] is None
+    # one tower over flat land, 10 km out, in a crosswind: the camera alone gives a wedge
+    # 7-30 km long; the lidar's fan met the plume the wind leaned off the bearing, and
+    # its range, with the plume's drift in its error, locates the fire
+    assert alarm["range_source"] == "lidar" and not alarm["bearing_only"], alarm
+    lidar = alarm["evidence"]["lidar"]
+    assert lidar["range_used"] is True and lidar["plume_azimuth_offset_deg"] is not None
     _truth_is_inside(alarm, 135.0, 10_000.0)
     assert retained or hub.messages(STATUS_TOPIC), "the status is published retained"
 
