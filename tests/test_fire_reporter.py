@@ -140,7 +140,9 @@ def _plume(verdict: Verdict, range_m: float) -> ProbeResult:
                        beam_elevation_deg=beam_deg)  # fmt: skip
 
 
-def test_a_lidar_fix_states_the_plumes_drift_in_its_error(cfg: TowerConfig, tmp_path: Path) -> None:
+def test_a_lidar_fix_states_the_plumes_drift_in_its_error(tmp_path: Path) -> None:
+    cfg = load_config(ROOT / "config" / "simulated.yaml",
+                      [f"storage.state_dir={tmp_path}", "weather.wind_speed_m_s=5"])  # fmt: skip
     sink = Sink([])
     reporter = FireReporter(cfg, AlarmBook(tmp_path / "alarms.json", cfg.tower.id, cfg.alarm), sink,
                             None)  # fmt: skip
