@@ -298,6 +298,7 @@ class FireReporter:
             t_unix=event.t,
             tower_id=self.cfg.tower.id,
             alarm_id=event.alarm_id,
+            visible_evidence=verdict.visible,
         )
         try:
             save_snapshot(jpeg, self.snapshot_dir, event.alarm_id, event.seq)

@@ -6,6 +6,7 @@ import math
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -111,6 +112,15 @@ def _visible_panel(visible_bgr: npt.NDArray[np.uint8] | None, height_px: int) ->
     return np.asarray(resized, dtype=np.uint8)
 
 
+def visible_label(evidence: dict[str, Any] | None) -> str:
+    """The visible panel's caption: what the flame cue saw at the hotspot, when it ran."""
+    if not evidence or "flame" not in evidence:
+        return "visible"
+    if evidence["flame"]:
+        return f"visible: flame at the hotspot (flicker {float(evidence['flame_flicker']):.2f})"
+    return f"visible: no flame seen ({int(evidence.get('frames', 0))} frames)"
+
+
 def render_snapshot(
     thermal_kelvin: npt.NDArray[np.floating],
     visible_bgr: npt.NDArray[np.uint8] | None,
@@ -123,8 +133,12 @@ def render_snapshot(
     tower_id: str,
     alarm_id: str,
     range_interval_m: tuple[float | None, float | None] | None = None,
+    visible_evidence: dict[str, Any] | None = None,
 ) -> bytes:
     """JPEG of the alarm: colour thermal left, visible right (same height), a text strip below.
+
+    visible_evidence (the confirmation's visible cues) labels the visible panel with
+    what the visible camera saw at the hotspot (visible_label).
 
     hotspot_xy is the (column, row) in the thermal frame; the visible frame is
     marked at the same relative position, as the two cameras share the head and
@@ -156,7 +170,7 @@ def render_snapshot(
     if visible_bgr is not None:
         vis_h, vis_w = visible.shape[:2]
         _mark(visible, (x_px + 0.5) / therm_w * vis_w - 0.5, (y_px + 0.5) / therm_h * vis_h - 0.5)
-        _label(visible, "visible", (8, 20))
+        _label(visible, visible_label(visible_evidence), (8, 20))
 
     panels = np.hstack([thermal, visible])
     strip = np.zeros((TEXT_STRIP_HEIGHT_PX, panels.shape[1], 3), dtype=np.uint8)

@@ -17,6 +17,7 @@ from edge.snapshot import (
     render_snapshot,
     save_snapshot,
     thermal_to_bgr,
+    visible_label,
 )
 
 T0 = 1_720_000_000.0
@@ -195,3 +196,17 @@ def test_the_oldest_snapshots_are_pruned_beyond_the_cap(tmp_path: Path) -> None:
     assert left == [f"tw-07-20240703T094640Z-a1b2-{seq:04d}.jpg" for seq in (3, 4, 5)]
     assert prune_snapshots(folder, 3_000) == 0
     assert prune_snapshots(tmp_path / "none", 1) == 0
+
+
+def test_the_visible_panel_says_what_the_flame_cue_saw_at_the_hotspot() -> None:
+    seen = {"frames": 30, "flame": True, "flame_flicker": 0.242, "flame_drift_px": 1.5}
+    assert visible_label(seen) == "visible: flame at the hotspot (flicker 0.24)"
+    unseen = {"frames": 46, "flame": False, "flame_flicker": 0.0, "flame_drift_px": 0.0}
+    assert visible_label(unseen) == "visible: no flame seen (46 frames)"
+    assert visible_label(None) == "visible"  # the cue did not run (no visible frames)
+    # the caption is drawn: the panel's label area differs between the two
+    captioned = render(visible_evidence=seen)
+    plain = render()
+    width = captioned.shape[1]
+    label = (slice(0, 30), slice(width // 2, width))
+    assert np.abs(captioned[label].astype(int) - plain[label].astype(int)).max() > 100
