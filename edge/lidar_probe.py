@@ -47,10 +47,11 @@ class _Scan:
 
 @dataclass(frozen=True)
 class ProbeResult:
-    """What the lidar said along one bearing. ``range_m`` is set only for a plume-like
-    return clearly above the profile's noise (the z-weighted centroid of the strongest);
-    ``beam_elevation_deg`` is the elevation of the shot that crossed it, which says how
-    high above the fire the beam met the smoke."""
+    """What the lidar's fan said around one bearing. ``range_m`` is set only for a
+    plume-like return clearly above the profile's noise: the z-weighted centroid of the
+    one met by the lowest beam (the strongest among equals). ``beam_elevation_deg`` and
+    ``beam_azimuth_deg`` are the direction of that shot: how high above the fire, and
+    how far aside, the beam met the smoke."""
 
     bearing_deg: float | None
     tilt_deg: float | None
