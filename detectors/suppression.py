@@ -54,6 +54,10 @@ class SuppressionParams:
     min_duration_s: float = 1.0  # ... spanning at least this long (motion must be testable)
     min_persistence: float = 0.6  # ... and seen in this fraction of its frames
     extended_solar_max_k: float = 350.0  # extended and cooler than this by day: sunlit surface
+    # Extended and hotter than this: a resolved flame, not a warm surface. The hottest
+    # unmapped surfaces a tower sees (sunlit metal, engine blocks, heated pipelines) stay
+    # below 400 K; a flame that fills its pixels shows 500-800 K in 8-14 µm.
+    resolved_fire_min_k: float = 450.0
     novelty_min_k: float = 6.0  # hotter than the pose's remembered background by less: not new
     solar_ramp_max_k_per_min: float = 0.5  # slower rise since the last visit: sun heating
     step_rise_k_per_min: float = 3.0  # faster rise since the last visit: a fire-like step

@@ -232,7 +232,13 @@ class ConfirmationScan:
             )
             evidence["zoom_decisive"] = zoom.decisive
             if zoom.decisive and not zoom.compact:
-                return result("dismissed", "extended")
+                # A warm surface keeps its temperature when zoomed; so does a flame near
+                # enough to fill its pixels (a 2 m front at 5 km). Its temperature tells.
+                hottest_k = max(s.peak_k for s in self.sightings)
+                resolved_fire = hottest_k >= self.context.params.suppression.resolved_fire_min_k
+                evidence["resolved_fire"] = resolved_fire
+                if not resolved_fire:
+                    return result("dismissed", "extended")
         if persistence < self.persistence_fraction:
             return result("undecided", "intermittent")
         compact = zoom is not None and zoom.decisive and zoom.compact

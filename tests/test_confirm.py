@@ -116,6 +116,26 @@ def test_by_night_a_warm_surface_keeps_its_temperature_when_zoomed_and_is_dismis
     assert verdict.evidence["zoom_a_eq_ratio"] < 0.5
 
 
+def test_a_fire_near_enough_to_fill_its_pixels_is_not_dismissed_as_extended(
+    cfg: TowerConfig,
+) -> None:
+    # a 2 m front at 5 km covers 2-3 patrol pixels and 5 zoomed ones: like a warm surface
+    # it keeps its temperature when zoomed, but no surface the tower ignores is 650 K
+    def flame(image: np.ndarray, size: int) -> None:
+        image[256 - size : 256 + size, 320 - size : 320 + size] = 650.0
+
+    wide = _scene(3)
+    flame(wide, 1)
+    frames = [
+        Frame(f.image, f.t + NIGHT_OFFSET_S, f.seq, True, PAN, TILT, NARROW_HFOV)
+        for f in _frames(20, lambda image, k: flame(image, 2))
+    ]
+    verdict = _verdict(cfg, _candidate(wide, 319.5, 255.5), frames)
+    assert verdict.evidence["zoom_a_eq_ratio"] < 0.5  # the zoom test alone says extended
+    assert verdict.evidence["resolved_fire"] is True
+    assert (verdict.outcome, verdict.reason) == ("confirmed", "fire"), verdict.evidence
+
+
 def test_nothing_there_any_more_is_dismissed_as_transient(cfg: TowerConfig) -> None:
     wide = _scene(4)
     _add_point(wide, 319.5, 255.5, 30.0)
