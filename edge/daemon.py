@@ -61,6 +61,11 @@ log = structlog.get_logger(__name__)
 FRAME_T_MIN_S = 946_684_800.0  # 2000-01-01
 FRAME_T_MAX_S = 4_102_444_800.0  # 2100-01-01
 MOVE_TIMEOUT_S = 30.0  # tower time allowed for a slew before the look is abandoned
+# The head was seen still at its status's time, which may be later than the newest frame
+# here (frames reach the daemon with the camera's latency): settling counts from the
+# later of the two, so a frame taken while the head still moved is not used. The lead is
+# bounded, so a head whose clock runs ahead of the camera's costs at most this per stop.
+MAX_ARRIVAL_LEAD_S = 0.5
 # A confirmation wants the visible camera for its settle and dwell and this much more:
 # the slew to the candidate, and the alarm's snapshot after the verdict.
 VISIBLE_WANTED_MARGIN_S = 30.0
@@ -389,7 +394,7 @@ class TowerDaemon:
             if look.waypoints:
                 look.request_id = self.ptz.move_to(look.waypoints[0], look.tilt_deg, look.hfov_deg)
                 return False
-            look.arrived_at = now
+            look.arrived_at = now + min(max(status.t - now, 0.0), MAX_ARRIVAL_LEAD_S)
             self._start_probe(look)
             return True
         if now - look.started_at > MOVE_TIMEOUT_S:
