@@ -51,6 +51,26 @@ def angle_diff_deg(a_deg: float, b_deg: float) -> float:
     return abs(signed_delta_deg(a_deg, b_deg))
 
 
+def line_of_sight_gap(
+    bearing_a_deg: float,
+    elevation_a_deg: float,
+    bearing_b_deg: float,
+    elevation_b_deg: float,
+    bearing_tolerance_deg: float,
+    elevation_tolerance_deg: float,
+) -> float:
+    """How far apart two lines of sight are, in tolerances: at most 1 is the same one.
+
+    Without a range, bearing and elevation are all one tower knows of a fire's place;
+    over flat ground the elevation is what tells a fire at 5 km from one at 10 km behind
+    it (0.23° apart from a 40 m mast).
+    """
+    return max(
+        angle_diff_deg(bearing_a_deg, bearing_b_deg) / bearing_tolerance_deg,
+        abs(elevation_a_deg - elevation_b_deg) / elevation_tolerance_deg,
+    )
+
+
 def earth_drop_m(
     ground_range_m: npt.ArrayLike, k: float = DEFAULT_REFRACTION_K
 ) -> npt.NDArray[np.float64]:

@@ -15,7 +15,7 @@ import numpy as np
 import structlog
 from pydantic import ConfigDict, TypeAdapter
 
-from detectors.geometry import angle_diff_deg
+from detectors.geometry import angle_diff_deg, line_of_sight_gap
 from edge.config import AlarmSettings
 from edge.geodesy import distance_bearing, geodetic_to_enu
 from edge.geolocation import Geolocation
@@ -600,13 +600,10 @@ class AlarmBook:
                 distance_m, _ = distance_bearing(known.lat, known.lon, fire.lat, fire.lon)
                 score = distance_m / self.merge_radius_m
             else:
-                # Without two points, the line of sight decides: the same bearing and the
-                # same elevation. Over flat ground the elevation is what tells a fire at
-                # 5 km from one at 10 km behind it (0.2° apart from a 40 m mast).
-                score = max(
-                    angle_diff_deg(known.bearing_deg, fire.bearing_deg) / self.merge_bearing_deg,
-                    abs(known.elevation_deg - fire.elevation_deg) / self.merge_elevation_deg,
-                )
+                score = line_of_sight_gap(
+                    known.bearing_deg, known.elevation_deg, fire.bearing_deg,
+                    fire.elevation_deg, self.merge_bearing_deg, self.merge_elevation_deg,
+                )  # fmt: skip
             if score <= 1.0 and (best is None or score < best[0]):
                 best = (score, alarm)
         return None if best is None else best[1]

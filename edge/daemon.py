@@ -408,6 +408,8 @@ class TowerDaemon:
     def _next_look(self, now: float) -> Look | None:
         look = self.looks.next_look(now, self.alarms.due_revisits(now), *self._sun(now))
         self.counters["skipped_for_sun"] = self.looks.patrol.skipped_for_sun
+        if self.fires is not None:
+            self.counters["lidar_fixes_rejected"] = self.fires.lidar_fixes_rejected
         if look is None:
             return None
         self._start_look(look, now)
@@ -431,11 +433,6 @@ class TowerDaemon:
 
     def _finish_look(self, look: Look, now: float) -> None:
         self.look = None
-        self._conclude(look, now)
-        if self.fires is not None:
-            self.counters["lidar_fixes_rejected"] = self.fires.lidar_fixes_rejected
-
-    def _conclude(self, look: Look, now: float) -> None:
         self._answer(look, ok=True, result={"pan_deg": round(look.pan_deg, 2),
                                             "tilt_deg": round(look.tilt_deg, 2),
                                             "frames": look.frames_used})  # fmt: skip

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from detectors.geometry import signed_delta_deg
+from detectors.geometry import line_of_sight_gap, signed_delta_deg
 from edge.config import TowerConfig
 from edge.detection import Candidate
 from edge.messages import Command
@@ -249,10 +249,10 @@ class LookScheduler:
         s = self.settings
         for alarm in open_alarms:
             seen = alarm.observation
-            if (
-                abs(signed_delta_deg(seen.bearing_deg, candidate.pan_deg)) <= s.merge_bearing_deg
-                and abs(seen.elevation_deg - candidate.tilt_deg) <= s.merge_elevation_deg
-            ):
+            gap = line_of_sight_gap(seen.bearing_deg, seen.elevation_deg, candidate.pan_deg,
+                                    candidate.tilt_deg, s.merge_bearing_deg,
+                                    s.merge_elevation_deg)  # fmt: skip
+            if gap <= 1.0:
                 return None
         if any(d.covers(candidate, now) for d in self.dismissed):
             return None

@@ -90,6 +90,13 @@ def test_a_hotspot_drifting_across_the_zoomed_view_is_a_vehicle(cfg: TowerConfig
     assert (verdict.outcome, verdict.reason) == ("dismissed", "vehicle")
 
 
+def _night(frames: list[Frame]) -> list[Frame]:
+    """The same frames, taken 12 h later: at night at the simulated tower."""
+    return [
+        Frame(f.image, f.t + NIGHT_OFFSET_S, f.seq, True, PAN, TILT, NARROW_HFOV) for f in frames
+    ]
+
+
 def _warm_patch(image: np.ndarray, size: int) -> None:
     image[256 - size : 256 + size, 320 - size : 320 + size] += 14.0
 
@@ -107,10 +114,7 @@ def test_by_night_a_warm_surface_keeps_its_temperature_when_zoomed_and_is_dismis
 ) -> None:
     wide = _scene(3)
     _warm_patch(wide, 1)
-    frames = [
-        Frame(f.image, f.t + NIGHT_OFFSET_S, f.seq, True, PAN, TILT, NARROW_HFOV)
-        for f in _frames(20, lambda image, k: _warm_patch(image, 2))
-    ]
+    frames = _night(_frames(20, lambda image, k: _warm_patch(image, 2)))
     verdict = _verdict(cfg, _candidate(wide, 319.5, 255.5), frames)
     assert (verdict.outcome, verdict.reason) == ("dismissed", "extended"), verdict.evidence
     assert verdict.evidence["zoom_a_eq_ratio"] < 0.5
@@ -126,10 +130,7 @@ def test_a_fire_near_enough_to_fill_its_pixels_is_not_dismissed_as_extended(
 
     wide = _scene(3)
     flame(wide, 1)
-    frames = [
-        Frame(f.image, f.t + NIGHT_OFFSET_S, f.seq, True, PAN, TILT, NARROW_HFOV)
-        for f in _frames(20, lambda image, k: flame(image, 2))
-    ]
+    frames = _night(_frames(20, lambda image, k: flame(image, 2)))
     verdict = _verdict(cfg, _candidate(wide, 319.5, 255.5), frames)
     assert verdict.evidence["zoom_a_eq_ratio"] < 0.5  # the zoom test alone says extended
     assert verdict.evidence["resolved_fire"] is True

@@ -23,6 +23,7 @@ from edge.geolocation import (
     FLAME_TOP_M,
     MAX_RANGE_SKEW,
     ErrorModel,
+    Geolocation,
     Lens,
     Pose,
     TowerSite,
@@ -161,18 +162,24 @@ def test_scenario_17_flat_ground_from_50_m_is_bearing_only() -> None:
     assert g.uncertainty is None
 
 
-def test_a_lopsided_flat_ground_fix_is_a_wedge_not_an_ellipse() -> None:
-    # With the spread limit lifted, the error's shape alone decides. Over flat ground the
-    # range goes as 1/depression: at 10 km from a 40 m mast the far half of the 95 %
-    # interval is several times the near half, and no ellipse describes that.
+def _flat_fix_by_shape_alone(range_m: float) -> tuple[Geolocation, float, float]:
+    """A fire range_m out on bearing 60° from a 40 m mast over flat ground, located with
+    the spread limit lifted so the error's shape alone decides; and the near and far
+    halves of its 95 % range interval."""
     tower = TowerSite(TOWER_LAT, TOWER_LON, 40.0)
     _, elevation = bearing_elevation_to(
-        tower, *destination(TOWER_LAT, TOWER_LON, 60.0, 10_000.0), 0.0
+        tower, *destination(TOWER_LAT, TOWER_LON, 60.0, range_m), 0.0
     )
     errors = ErrorModel(sigma_pan_deg=0.05, sigma_tilt_deg=0.05, samples=2000, seed=5)
     g = geolocate(tower, 60.0, elevation, errors=errors, max_range_sigma_m=100_000.0)
     assert g.range_m is not None
-    near, far = g.range_m - g.range_min_m, g.range_max_m - g.range_m
+    return g, g.range_m - g.range_min_m, g.range_max_m - g.range_m
+
+
+def test_a_lopsided_flat_ground_fix_is_a_wedge_not_an_ellipse() -> None:
+    # Over flat ground the range goes as 1/depression: at 10 km from a 40 m mast the far
+    # half of the 95 % interval is several times the near half, and no ellipse describes that.
+    g, near, far = _flat_fix_by_shape_alone(10_000.0)
     assert far > MAX_RANGE_SKEW * near
     assert g.bearing_only and g.uncertainty is None
     assert g.range_min_m < 10_000.0 < g.range_max_m
@@ -180,14 +187,8 @@ def test_a_lopsided_flat_ground_fix_is_a_wedge_not_an_ellipse() -> None:
 
 def test_a_near_flat_ground_fix_keeps_its_ellipse() -> None:
     # 3 km from a 40 m mast the range error is ~8 % and nearly symmetric.
-    tower = TowerSite(TOWER_LAT, TOWER_LON, 40.0)
-    _, elevation = bearing_elevation_to(
-        tower, *destination(TOWER_LAT, TOWER_LON, 60.0, 3_000.0), 0.0
-    )
-    errors = ErrorModel(sigma_pan_deg=0.05, sigma_tilt_deg=0.05, samples=2000, seed=5)
-    g = geolocate(tower, 60.0, elevation, errors=errors, max_range_sigma_m=100_000.0)
-    assert g.range_m is not None and not g.bearing_only
-    near, far = g.range_m - g.range_min_m, g.range_max_m - g.range_m
+    g, near, far = _flat_fix_by_shape_alone(3_000.0)
+    assert not g.bearing_only
     assert far < MAX_RANGE_SKEW * near
     assert g.uncertainty is not None
     assert g.uncertainty.orientation_deg == pytest.approx(60.0, abs=1.0)  # along the bearing
