@@ -156,8 +156,10 @@ class TowerDaemon:
         # numba loads (or, on a first start, compiles) its kernels now, not on the first
         # frame, so the main loop never stalls past the systemd watchdog
         warm_up_detection(cfg)
-        self.uplink.start()
+        # The handler goes in before the connection: the subscription then precedes the
+        # first `online` status, and a hub that commands the tower on reading it is heard.
         self.uplink.subscribe_commands(self.handle_command)
+        self.uplink.start()
         self.fires.resume()
         self._refresh_control()
         self.control.start(self.devices, self._control_command)

@@ -424,7 +424,11 @@ class Uplink:
         self._events.put(_Event("status"))
 
     def subscribe_commands(self, handler: CommandHandler) -> None:
-        """Serve `cmd/<verb>` with `handler(command) -> reply fields` (see module docstring)."""
+        """Serve `cmd/<verb>` with `handler(command) -> reply fields` (see module docstring).
+
+        Call it before `start`: the subscription is then sent on connect, ahead of the
+        first status. Given later, a command sent on that status can find no subscriber.
+        """
         self._handler = handler
         if self._client is not None and self._connected:
             self._client.subscribe(self.topics.command_filter, qos=topic_table.COMMAND.qos)

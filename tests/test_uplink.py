@@ -70,7 +70,8 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> No
 def make_uplink(tmp_path: Path) -> Iterator[UplinkFactory]:
     started: list[Uplink] = []
 
-    def make(broker: MosquittoBroker, **overrides: Any) -> Uplink:
+    def make(broker: MosquittoBroker, *, handler: Any = None, **overrides: Any) -> Uplink:
+        """A started uplink; a `handler` is given before `start`, as the daemon does."""
         settings: dict[str, Any] = dict(
             host=broker.host, port=broker.port, client_id=f"towerwatch-{TOWER}", keepalive_s=10
         )
@@ -85,6 +86,8 @@ def make_uplink(tmp_path: Path) -> Iterator[UplinkFactory]:
         )
         kwargs.update(overrides)
         uplink = Uplink(MqttSettings(**settings), **kwargs)
+        if handler is not None:
+            uplink.subscribe_commands(handler)
         uplink.start()
         started.append(uplink)
         return uplink
@@ -535,6 +538,21 @@ def test_a_retained_command_is_refused_at_start(
     assert reply["request_id"] == "old"
     assert "retained" in reply["error"]
     assert handler.calls == []
+
+
+def test_a_command_sent_on_the_first_status_is_carried_out(
+    mqtt_broker: MosquittoBroker, mqtt_collector: MqttCollector, make_uplink: UplinkFactory
+) -> None:
+    # The hub may command a tower the moment it reads `online`. With the handler given
+    # before `start`, the subscription is sent on connect, ahead of the first status, so
+    # the broker already routes commands when anyone sees that status.
+    handler = RecordingHandler()
+    make_uplink(mqtt_broker, handler=handler)
+    mqtt_collector.wait_one(f"{ROOT}/status")
+    send_command(mqtt_broker, "test-alarm", b'{"request_id": "at-once"}')
+    reply = mqtt_collector.wait_one(f"{ROOT}/cmd/test-alarm/reply").json()
+    assert reply["ok"] is True, reply
+    assert [type(c).__name__ for c in handler.calls] == ["TestAlarmCommand"]
 
 
 def test_a_burst_of_commands_gets_a_bounded_answer(
