@@ -22,7 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.config import MqttSettings
 from edge.messages import AlarmMessage, Command, CommandError, Uncertainty, build_alarm, iso_z
 from edge.outbox import Outbox, OutboxError
-from edge.uplink import Uplink, UplinkError
+from edge.uplink import CommandHandler, Uplink, UplinkError
 
 REPO = Path(__file__).resolve().parents[1]
 TOWER = "t1"
@@ -70,7 +70,9 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> No
 def make_uplink(tmp_path: Path) -> Iterator[UplinkFactory]:
     started: list[Uplink] = []
 
-    def make(broker: MosquittoBroker, *, handler: Any = None, **overrides: Any) -> Uplink:
+    def make(
+        broker: MosquittoBroker, *, handler: CommandHandler | None = None, **overrides: Any
+    ) -> Uplink:
         """A started uplink; a `handler` is given before `start`, as the daemon does."""
         settings: dict[str, Any] = dict(
             host=broker.host, port=broker.port, client_id=f"towerwatch-{TOWER}", keepalive_s=10
