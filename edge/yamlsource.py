@@ -18,6 +18,10 @@ KeyPath = tuple[str | int, ...]
 # billions ("billion laughs"), so conversion stops here.
 MAX_NODES = 100_000
 MAX_BYTES = 1024 * 1024
+# A tower config nests a handful of levels. Nesting is refused well below Python's
+# recursion limit: running into that limit is not a clean error, since a finalizer that
+# runs on the exhausted stack raises on its own, outside any handler.
+MAX_DEPTH = 64
 
 
 class _TooLarge(Exception):
@@ -53,10 +57,33 @@ def dotted(path: KeyPath) -> str:
     return out or "(top level)"
 
 
+def _nesting_problem(text: str) -> str | None:
+    """Why ``text`` nests too deeply or aliases itself, from the parser's flat event stream.
+
+    The parser is a state machine, so this pass cannot overflow the stack; composing and
+    converting are recursive and run only on text that passed it.
+    """
+    depth = 0
+    open_anchors: list[str | None] = []
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return f"nested more than {MAX_DEPTH} levels deep"
+            open_anchors.append(event.anchor)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+            open_anchors.pop()
+        elif isinstance(event, yaml.AliasEvent) and event.anchor in open_anchors:
+            return f"the alias *{event.anchor} refers to itself"
+    return None
+
+
 def _convert(node: yaml.Node, path: KeyPath, doc: YamlDocument, loader: yaml.SafeLoader) -> Any:
     doc.lines.setdefault(path, node.start_mark.line + 1)
     doc.nodes += 1
-    if doc.nodes > MAX_NODES:
+    # Aliases can stack nesting beyond what the text shows; the same bound holds here.
+    if doc.nodes > MAX_NODES or len(path) > MAX_DEPTH:
         raise _TooLarge
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
@@ -91,10 +118,11 @@ def parse_yaml(text: str, source: str) -> YamlDocument:
         doc.problems.append(f"{source}: {len(text)} characters; a tower config is a few kB")
         return doc
     try:
+        nesting = _nesting_problem(text)
+        if nesting is not None:
+            doc.problems.append(f"{source}: {nesting}: not a tower config")
+            return doc
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except RecursionError:
-        doc.problems.append(f"{source}: nested too deeply to be a tower config")
-        return doc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else "?"
@@ -113,11 +141,11 @@ def parse_yaml(text: str, source: str) -> YamlDocument:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else "?"
         doc.problems.append(f"{source}:{line}: {exc.problem}")
-    except (RecursionError, _TooLarge):
+    except _TooLarge:
         doc.data = None
         doc.problems.append(
-            f"{source}: more than {MAX_NODES} values, nested too deeply or a recursive "
-            "alias: not a tower config"
+            f"{source}: more than {MAX_NODES} values or nested more than {MAX_DEPTH} levels "
+            "deep through aliases: not a tower config"
         )
     finally:
         loader.dispose()
