@@ -26,7 +26,7 @@ def test_a_mapping_that_contains_itself_is_refused() -> None:
 
 def test_deep_brackets_are_refused_before_anything_recurses() -> None:
     # Refused at the limit, far below the interpreter's own, so no frame ever nears it.
-    assert MAX_DEPTH * 4 < sys.getrecursionlimit()
+    assert sys.getrecursionlimit() > MAX_DEPTH * 4
     (problem,) = _problems("x: " + "[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1))
     assert f"nested more than {MAX_DEPTH} levels deep" in problem
     assert parse_yaml("x: " + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1), "t").problems == []
