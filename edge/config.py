@@ -438,6 +438,47 @@ class SecretsSettings(StrictSettings):
 DriverSection = SerializeAsAny[InstanceOf[StrictSettings]]
 
 
+class LidarSweepSettings(StrictSettings):
+    """The lidar's own background sweep of a priority sector (docs/physics/smoke-lidar.md).
+
+    Off by default: which sector deserves the lidar's idle time (reed that hides a low
+    fire's flames, wetland behind a dyke) is the site survey's decision.
+    """
+
+    enabled: bool = Field(False, description="sweep the sector while no cued fan holds the lidar")
+    azimuth_start_deg: float = Field(0.0, ge=0.0, lt=360.0, description="sector start (true north)")
+    azimuth_span_deg: float = Field(30.0, gt=0.0, le=360.0, description="sector width, clockwise")
+    elevations_deg: tuple[float, ...] = Field(
+        (0.0, 0.3),
+        min_length=1,
+        max_length=8,
+        description="beam elevations swept, lowest first: just above the skyline, where "
+        "smoke rises out of the reed",
+    )
+    azimuth_step_deg: float = Field(
+        0.2, gt=0.0, le=5.0, description="azimuth step: narrower than a plume at long range"
+    )
+    shots: int = Field(250, ge=1, le=65535, description="shots averaged per direction")
+    alarm_without_thermal: bool = Field(
+        True,
+        description="smoke the camera cannot confirm raises an alarm on the lidar's fix "
+        "(range_source lidar, no size)",
+    )
+    quiet_after_fix_s: float = Field(
+        300.0,
+        ge=0.0,
+        le=86400.0,
+        description="a plume reported (or a haze layer seen) is not chased again this long",
+    )
+
+    @field_validator("elevations_deg")
+    @classmethod
+    def _elevations_in_range(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not -10.0 <= e <= 30.0 for e in value):
+            raise ValueError("each elevation must lie within -10…30°")
+        return tuple(sorted(value))
+
+
 class TowerConfig(StrictSettings):
     """The whole daemon config (one file per tower)."""
 
@@ -467,6 +508,7 @@ class TowerConfig(StrictSettings):
     detection: DetectionSettings = DetectionSettings()
     patrol: PatrolSettings = PatrolSettings()
     confirmation: ConfirmationSettings = ConfirmationSettings()
+    lidar_sweep: LidarSweepSettings = LidarSweepSettings()
     alarm: AlarmSettings = AlarmSettings()
     alarm_output: AlarmOutputSettings = AlarmOutputSettings()
     geolocation: GeolocationSettings = GeolocationSettings()

@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from detectors.geometry import angle_diff_deg
 from detectors.solar import sun_position
 from drivers.base import Frame
 from edge import sdnotify
@@ -33,8 +34,10 @@ from edge.control import status_document
 from edge.detection import Candidate, DetectionContext, ThermalStage
 from edge.devices import Devices, build_devices
 from edge.fire_reporter import FireReporter
+from edge.geodesy import destination
 from edge.geolocation import Terrain, TowerSite, bearing_elevation_to, check_target
 from edge.lidar_probe import LidarProbe
+from edge.lidar_sweep import LidarSweep, SmokeFix, SweepSettings
 from edge.looks import SCANNED_KINDS, Look, LookKind, LookScheduler, LookSettings, patrol_stops
 from edge.messages import (
     COMMAND_MODELS,
@@ -72,6 +75,9 @@ VISIBLE_WANTED_MARGIN_S = 30.0
 # The control socket's status is refreshed this often (wall time): a technician on the
 # mast sees the head move, the CLI should too.
 CONTROL_REFRESH_S = 1.0
+# A plume within this azimuth of an open alarm's bearing is that fire's smoke: the wind
+# leans a plume a degree or so off its fire's bearing at the sweep's heights.
+SAME_PLUME_AZIMUTH_DEG = 2.0
 
 
 class TowerDaemon:
@@ -109,8 +115,14 @@ class TowerDaemon:
             "skipped_for_sun": 0,
             "looks_refused_sun": 0,
             "lidar_fixes_rejected": 0,
+            "smoke_found": 0,  # plumes the lidar sweep reported
+            "smoke_at_open_alarms": 0,
+            "smoke_at_mapped_sources": 0,
+            "smoke_looks": 0,
+            "smoke_alarms": 0,
         }
         self.devices: Devices | None = None
+        self.sweep: LidarSweep | None = None
         self.uplink: Uplink | None = None
         self.ptz: PtzWorker | None = None
         self.fires: FireReporter | None = None
@@ -151,6 +163,7 @@ class TowerDaemon:
         self.fires = FireReporter(cfg, self.alarms, self.uplink, self.devices.relay,
                                   terrain=self.terrain, visible=self.devices.visible)  # fmt: skip
         self.devices.open_all()
+        self.sweep = self._make_sweep()
         self.ptz = PtzWorker(self.devices.ptz)
         self.ptz.start()
         # numba loads (or, on a first start, compiles) its kernels now, not on the first
@@ -178,6 +191,14 @@ class TowerDaemon:
             self.uplink.stop()
             self.devices.close_all()
         return 0
+
+    def _make_sweep(self) -> LidarSweep | None:
+        c = self.cfg.lidar_sweep
+        if not c.enabled or self.devices is None or self.devices.lidar is None:
+            return None
+        return LidarSweep(self.devices.lidar, SweepSettings(
+            c.azimuth_start_deg, c.azimuth_span_deg, c.elevations_deg, c.azimuth_step_deg,
+            c.shots, c.quiet_after_fix_s))  # fmt: skip
 
     def _run_over(self) -> bool:
         return self.deadline.over(self.clock.now(), self.clock.monotonic())
@@ -267,6 +288,7 @@ class TowerDaemon:
             return
         # only a frame the detectors can use keeps the camera "fresh" (status, watchdog)
         self.status.frame_seen()
+        self._poll_sweep(now)
         if self._head_paused(now):
             return
         look = self.look or self._next_look(now)
@@ -465,14 +487,79 @@ class TowerDaemon:
             self.fires.expect_snapshot(c.settle_s + c.dwell_s + VISIBLE_WANTED_MARGIN_S)
         self._start_look(confirm, now)
 
+    # ------------------------------------------------------------------ smoke
+
+    def _poll_sweep(self, now: float) -> None:
+        """The lidar's background sweep, paused while a look's cued fan holds the lidar."""
+        if self.sweep is None:
+            return
+        fan_holds_lidar = self.look is not None and self.look.probe is not None
+        smoke = self.sweep.poll(now, paused=fan_holds_lidar)
+        for name, value in self.sweep.counters.items():
+            self.counters[f"lidar_sweep_{name}"] = value
+        if smoke is not None:
+            self._on_smoke(smoke, now)
+
+    def _on_smoke(self, smoke: SmokeFix, now: float) -> None:
+        """A plume from the sweep: an open alarm's smoke, a mapped stack's, or a look."""
+        assert self.fires is not None
+        self.counters["smoke_found"] += 1
+        for alarm in self.alarms.open_alarms():
+            if angle_diff_deg(alarm.observation.bearing_deg, smoke.azimuth_deg) <= SAME_PLUME_AZIMUTH_DEG:
+                self.counters["smoke_at_open_alarms"] += 1
+                lidar = alarm.observation.evidence.get("lidar") or {}
+                if lidar.get("found_by") == "sweep":
+                    self.fires.smoke_seen_again(alarm.alarm_id, smoke, now)
+                return
+        source = self.fires.mapped_smoke_source(smoke)
+        if source is not None:
+            self.counters["smoke_at_mapped_sources"] += 1
+            log.info("smoke at a mapped source", source=source,
+                     azimuth_deg=round(smoke.azimuth_deg, 2), range_m=round(smoke.range_m))  # fmt: skip
+            return
+        ground_m = self.cfg.tower.ground_elevation_m + self.cfg.geolocation.canopy_height_m
+        lat, lon = destination(self.site.lat, self.site.lon, smoke.azimuth_deg, smoke.range_m)
+        _, ground_elevation_deg = bearing_elevation_to(self.site, lat, lon, ground_m)
+        look = self.looks.smoke_look(smoke, ground_elevation_deg)
+        if not self.looks.queue(look, first=True):
+            log.warning("smoke look not queued: the queue is full")
+            return
+        self.counters["smoke_looks"] += 1
+        c = self.cfg.confirmation
+        self.fires.expect_snapshot(c.settle_s + c.dwell_s + VISIBLE_WANTED_MARGIN_S)
+        log.info("smoke: turning the camera to it", azimuth_deg=round(smoke.azimuth_deg, 2),
+                 range_m=round(smoke.range_m), elevation_deg=round(ground_elevation_deg, 3))  # fmt: skip
+
+    def _conclude_smoke(self, look: Look, verdict: Verdict, now: float) -> bool:
+        """The camera's look under a sweep's plume; False when it confirmed a fire (the
+        thermal path goes on, with the plume's range where the fan found none)."""
+        assert look.smoke is not None and self.fires is not None
+        if verdict.outcome == "confirmed":
+            return False
+        if not self.cfg.lidar_sweep.alarm_without_thermal:
+            log.info("smoke not confirmed by the camera; no alarm by policy",
+                     reason=verdict.reason)  # fmt: skip
+            return True
+        self.counters["smoke_alarms"] += 1
+        last_frame = look.scan.last_frame if look.scan is not None else None
+        geo = self.fires.smoke_alarm(look.smoke, verdict, last_frame, now)
+        log.info("smoke alarm on the lidar's fix", bearing_deg=round(geo.bearing_deg, 3),
+                 range_m=geo.range_m, camera=verdict.reason)  # fmt: skip
+        return True
+
     def _conclude_confirmation(self, look: Look, verdict: Verdict, now: float) -> None:
         assert look.candidate is not None
+        if look.smoke is not None and self._conclude_smoke(look, verdict, now):
+            return
         if verdict.outcome == "confirmed":
             assert self.fires is not None
             self.counters["confirmed"] += 1
             lidar = look.probe.result() if look.probe is not None else None
+            if look.smoke is not None and (lidar is None or lidar.range_m is None):
+                lidar = look.smoke.as_probe_result()
             # the fire was first seen when the patrol raised the candidate
-            geo = self.fires.confirmed(verdict, look.candidate.t, lidar, now)
+            first_seen = look.smoke.t if look.smoke is not None else look.candidate.t
+            geo = self.fires.confirmed(verdict, first_seen, lidar, now)
             log.info("fire confirmed", bearing_deg=round(verdict.bearing_deg, 3),
                      range_m=geo.range_m, bearing_only=geo.bearing_only)  # fmt: skip
             return

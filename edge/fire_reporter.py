@@ -20,6 +20,7 @@ from edge.alarms import AlarmBook, AlarmEvent, FireObservation
 from edge.config import TowerConfig
 from edge.confirm import Verdict
 from edge.coverage import atmosphere_of
+from edge.geodesy import destination, distance_bearing
 from edge.geolocation import (
     ErrorModel,
     Geolocation,
@@ -29,10 +30,15 @@ from edge.geolocation import (
     plume_drift_sigma_m,
 )
 from edge.lidar_probe import ProbeResult
+from edge.lidar_sweep import SmokeFix
 from edge.messages import AlarmMessage
 from edge.snapshot import prune_snapshots, render_snapshot, save_snapshot
 
 log = structlog.get_logger(__name__)
+
+# The confidence of an alarm that stands on the lidar's smoke alone. Set by hand, not
+# yet calibrated on replayed benchmark alarms: below any thermally confirmed fire's.
+SMOKE_ONLY_CONFIDENCE = 0.6
 
 
 class AlarmSink(Protocol):
@@ -118,6 +124,102 @@ class FireReporter:
         if event is not None:
             self.publish(event, verdict, now)
 
+    def smoke_alarm(self, smoke: SmokeFix, verdict: Verdict, last_frame: Frame | None,
+                    now: float) -> Geolocation:  # fmt: skip
+        """Smoke the lidar sweep found and the camera could not confirm: an alarm on the
+        lidar's fix (range_source lidar, no size), when the policy allows it.
+
+        ``verdict`` is the camera's look at the ground under the smoke; what it saw
+        goes into the thermal evidence, and its last frame into the snapshot.
+        """
+        geo, sigma_bearing_deg = self.smoke_geolocation(smoke)
+        thermal = {"outcome": verdict.outcome, "reason": verdict.reason, **verdict.evidence}
+        observation = FireObservation.from_geolocation(
+            geo,
+            t=smoke.t,
+            bearing_sigma_deg=sigma_bearing_deg,
+            a_eq_m2=0.0,
+            peak_k=verdict.peak_k if math.isfinite(verdict.peak_k) else 0.0,
+            evidence={"thermal": thermal, "lidar": self._smoke_evidence(smoke)}
+            | ({"visible": verdict.visible} if verdict.visible is not None else {}),
+            confidence=SMOKE_ONLY_CONFIDENCE,
+        )
+        if not self.alarms.is_known(observation):
+            self._close_relay(now)
+        event = self.alarms.observe_confirmed(observation, now)
+        if event is not None:
+            snapshot = verdict
+            if verdict.frame is None and last_frame is not None:
+                # no hotspot: the mark goes where the camera was pointed, under the smoke
+                height, width = last_frame.image.shape[:2]
+                snapshot = replace(verdict, frame=last_frame, hotspot_xy=(width / 2, height / 2))
+            self.publish(event, snapshot, now)
+        return geo
+
+    def smoke_seen_again(self, alarm_id: str, smoke: SmokeFix, now: float) -> None:
+        """The sweep found an open smoke alarm's plume again: the fire still burns."""
+        geo, sigma_bearing_deg = self.smoke_geolocation(smoke)
+        alarm = next((a for a in self.alarms.open_alarms() if a.alarm_id == alarm_id), None)
+        if alarm is None:
+            return
+        before = alarm.observation
+        observation = FireObservation.from_geolocation(
+            geo, t=smoke.t, bearing_sigma_deg=sigma_bearing_deg, a_eq_m2=0.0,
+            peak_k=before.peak_k, evidence=before.evidence | {"lidar": self._smoke_evidence(smoke)},
+            confidence=before.confidence,
+        )  # fmt: skip
+        event = self.alarms.observe_seen(alarm_id, observation, now)
+        if event is not None:
+            self.publish(event, None, now)
+
+    def smoke_geolocation(self, smoke: SmokeFix) -> tuple[Geolocation, float]:
+        """The fire under a plume, and the 1-σ of its bearing.
+
+        The beam met the smoke above the fire, where the wind had carried it: the fire
+        lies that drift away in a direction the tower does not know, so the drift widens
+        both the range (along the beam) and the bearing (across it).
+        """
+        g = self.cfg.geolocation
+        drift_m = self.plume_drift_m(smoke.range_m, smoke.elevation_deg)
+        sigma_range_m = math.hypot(g.sigma_lidar_m, drift_m)
+        sigma_bearing_deg = math.hypot(g.sigma_pan_deg, math.degrees(drift_m / smoke.range_m))
+        errors = replace(self.errors, sigma_pan_deg=sigma_bearing_deg, sigma_lidar_m=sigma_range_m)
+        geo = geolocate(self.site, smoke.azimuth_deg, smoke.elevation_deg,
+                        terrain=self.terrain, ground_elevation_m=self.cfg.tower.ground_elevation_m,
+                        lidar_range_m=smoke.range_m, k=g.refraction_k, max_range_m=g.max_range_m,
+                        errors=errors)  # fmt: skip
+        return geo, sigma_bearing_deg
+
+    def plume_drift_m(self, slant_range_m: float, beam_elevation_deg: float) -> float:
+        """1-σ distance between where a beam crossed a plume and the plume's fire."""
+        g = self.cfg.geolocation
+        return plume_drift_sigma_m(self.site.height_m, self.cfg.tower.ground_elevation_m,
+                                   slant_range_m, beam_elevation_deg,
+                                   self.cfg.weather.wind_speed_m_s, g.plume_rise_m_s,
+                                   g.refraction_k)  # fmt: skip
+
+    def mapped_smoke_source(self, smoke: SmokeFix) -> str | None:
+        """The mapped source (a flare, a chimney) that explains a plume, or None.
+
+        A source explains it when the plume's ground point lies within the source's
+        radius plus twice the plume's drift from its stack.
+        """
+        lat, lon = destination(self.site.lat, self.site.lon, smoke.azimuth_deg, smoke.range_m)
+        reach_m = 2.0 * self.plume_drift_m(smoke.range_m, smoke.elevation_deg)
+        for source in self.cfg.known_sources:
+            distance_m, _ = distance_bearing(lat, lon, source.lat, source.lon)
+            if float(distance_m) <= source.radius_m + reach_m:
+                return source.name
+        return None
+
+    def _smoke_evidence(self, smoke: SmokeFix) -> dict[str, Any]:
+        drift_m = self.plume_drift_m(smoke.range_m, smoke.elevation_deg)
+        return smoke.evidence | {
+            "range_used": True,
+            "range_sigma_m": round(math.hypot(self.cfg.geolocation.sigma_lidar_m, drift_m), 1),
+            "drift_sigma_m": round(drift_m, 1),
+        }
+
     def not_seen(self, alarm_id: str, now: float) -> None:
         self.alarms.observe_absent(alarm_id, now)
 
@@ -187,16 +289,7 @@ class FireReporter:
         beam_deg = lidar.beam_elevation_deg
         if beam_deg is None:
             beam_deg = lidar.tilt_deg if lidar.tilt_deg is not None else 0.0
-        drift_m = plume_drift_sigma_m(
-            self.site.height_m,
-            self.cfg.tower.ground_elevation_m,
-            lidar.range_m,
-            beam_deg,
-            self.cfg.weather.wind_speed_m_s,
-            g.plume_rise_m_s,
-            g.refraction_k,
-        )
-        return math.hypot(g.sigma_lidar_m, drift_m)
+        return math.hypot(g.sigma_lidar_m, self.plume_drift_m(lidar.range_m, beam_deg))
 
     def _geolocate(
         self,

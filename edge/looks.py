@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from edge.alarms import OpenAlarm
     from edge.confirm import ConfirmationScan
     from edge.lidar_probe import LidarProbe
+    from edge.lidar_sweep import SmokeFix
 
 # A candidate this close (pan and tilt) to a dismissed spot is the same spot ...
 DISMISSED_SPOT_DEG = 0.3
@@ -65,6 +66,7 @@ class Look:
     scan: ConfirmationScan | None = None
     probe: LidarProbe | None = None
     alarm_id: str | None = None
+    smoke: SmokeFix | None = None  # the lidar sweep's plume this look is checking
     revisit_count: int = 0
     frames_used: int = 0
     asked_by: Command | None = None  # the hub's command this look carries out, answered at its end
@@ -169,6 +171,14 @@ class LookScheduler:
         return Look(LookKind.CONFIRM, candidate.pan_deg, candidate.tilt_deg, s.zoom_hfov_deg,
                     dwell_s=s.confirm_dwell_s, settle_s=s.confirm_settle_s, candidate=candidate,
                     revisit_count=revisit_count)  # fmt: skip
+
+    def smoke_look(self, smoke: SmokeFix, ground_elevation_deg: float) -> Look:
+        """A confirmation look at the ground under a plume the lidar sweep found."""
+        s = self.settings
+        expected = Candidate.expected_at(smoke.azimuth_deg, ground_elevation_deg, s.wide_hfov_deg)
+        return Look(LookKind.CONFIRM, expected.pan_deg, ground_elevation_deg, s.zoom_hfov_deg,
+                    dwell_s=s.confirm_dwell_s, settle_s=s.confirm_settle_s, candidate=expected,
+                    smoke=smoke)  # fmt: skip
 
     def revisit_look(self, alarm: OpenAlarm) -> Look:
         s = self.settings

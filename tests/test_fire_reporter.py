@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from edge.alarms import AlarmBook
-from edge.config import TowerConfig, load_config
+from edge.config import KnownSource, TowerConfig, load_config
 from edge.confirm import Verdict
 from edge.fire_reporter import FireReporter, bearing_sigma_deg
 from edge.geodesy import destination
 from edge.geolocation import bearing_elevation_to
 from edge.lidar_probe import ProbeResult
+from edge.lidar_sweep import SmokeFix
 from edge.messages import AlarmMessage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,3 +184,59 @@ def test_a_lidar_range_the_camera_contradicts_is_reported_not_trusted(
     assert alarm.evidence.lidar is not None and alarm.evidence.lidar["range_used"] is False
     assert alarm.evidence.lidar["plume_range_m"] == 2_000.0
     assert reporter.lidar_fixes_rejected == 1
+
+
+def _smoke(range_m: float = 4000.0, azimuth_deg: float = 250.0) -> SmokeFix:
+    return SmokeFix(T0 - 30.0, azimuth_deg, 0.0, range_m, 80.0, 4, 300.0, {"found_by": "sweep"})
+
+
+def _no_flame() -> Verdict:
+    return Verdict("dismissed", "transient", 250.0, -0.5, float("nan"), 0.0, 0.0, {"frames": 25})
+
+
+def test_smoke_without_a_flame_raises_a_located_alarm_on_the_lidar_fix(
+    cfg: TowerConfig, tmp_path: Path
+) -> None:
+    log: list[str] = []
+    sink = Sink(log)
+    book = AlarmBook(tmp_path / "alarms.json", cfg.tower.id, cfg.alarm)
+    reporter = FireReporter(cfg, book, sink, Relay(log))
+    reporter.smoke_alarm(_smoke(), _no_flame(), None, T0)
+    assert log[0] == "relay on" and "alarm confirmed" in log
+    (message,) = sink.alarms
+    assert message.range_source == "lidar" and not message.bearing_only
+    assert message.range_m == pytest.approx(4000.0, abs=1.0)
+    assert message.first_seen < message.confirmed_at  # first seen when the sweep met it
+    lidar = message.evidence.lidar
+    assert lidar is not None and lidar["found_by"] == "sweep" and lidar["range_used"] is True
+    thermal = message.evidence.thermal
+    assert thermal is not None and thermal["outcome"] == "dismissed"
+    assert message.confidence < 0.74  # below every thermally confirmed fire
+    # the fire is upwind of the plume by the drift, in an unknown direction: the drift
+    # widens the bearing (across the beam) as much as the range (along it)
+    drift_m = reporter.plume_drift_m(4000.0, 0.0)
+    assert drift_m > 10.0
+    assert message.bearing_sigma_deg >= math.degrees(drift_m / 4000.0)
+    assert message.uncertainty is not None
+    assert message.uncertainty.semi_minor_m >= 1.9 * drift_m
+
+
+def test_a_plume_at_a_mapped_stack_is_explained_by_it(cfg: TowerConfig, tmp_path: Path) -> None:
+    lat, lon = destination(cfg.tower.lat, cfg.tower.lon, 250.0, 4000.0)
+    stack = KnownSource(name="flare-7", kind="flare", lat=lat, lon=lon, height_m=30.0)
+    cfg = cfg.model_copy(update={"known_sources": (stack,)})
+    book = AlarmBook(tmp_path / "alarms.json", cfg.tower.id, cfg.alarm)
+    reporter = FireReporter(cfg, book, Sink([]), None)
+    assert reporter.mapped_smoke_source(_smoke()) == "flare-7"
+    assert reporter.mapped_smoke_source(_smoke(azimuth_deg=256.0)) is None  # 420 m aside
+    assert reporter.mapped_smoke_source(_smoke(range_m=5000.0)) is None
+
+
+def test_finding_a_smoke_alarms_plume_again_keeps_it_open(cfg: TowerConfig, tmp_path: Path) -> None:
+    book = AlarmBook(tmp_path / "alarms.json", cfg.tower.id, cfg.alarm)
+    reporter = FireReporter(cfg, book, Sink([]), None)
+    reporter.smoke_alarm(_smoke(), _no_flame(), None, T0)
+    (alarm,) = book.open_alarms()
+    reporter.smoke_seen_again(alarm.alarm_id, replace(_smoke(), t=T0 + 200.0), T0 + 200.0)
+    (again,) = book.open_alarms()
+    assert again.alarm_id == alarm.alarm_id and again.last_seen == T0 + 200.0
