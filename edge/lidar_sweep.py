@@ -21,7 +21,6 @@ ignores the sweep's; a sweep scan unanswered for ``SCAN_TIMEOUT_S`` is forgotten
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -385,10 +384,6 @@ class LidarSweep:
     @property
     def chasing(self) -> bool:
         return self._chase is not None
-
-    def quiet_sectors(self, now: float) -> Sequence[tuple[float, float]]:
-        """(start, span) of the sectors not chased at ``now``."""
-        return [(q.low_deg, q.span_deg) for q in self._quiet if q.until > now]
 
 
 def _across_m(span_deg: float, range_m: float) -> float:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import pytest
 
-from drivers.base import DriverError, LidarProfile
+from drivers.base import DriverError, DriverHealth, DriverState, LidarProfile
 from drivers.lidar_serial import Driver
 from edge.lidar_sweep import (
     SCAN_TIMEOUT_S,
@@ -130,6 +130,13 @@ class _SilentLidar:
         self.asked: list[tuple[float, float]] = []
         self.refuse = refuse
 
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def health(self) -> DriverHealth:
+        return DriverHealth("lidar (silent)", DriverState.OK)
+
     def request_scan(self, azimuth_deg: float, elevation_deg: float, shots: int) -> None:
         if self.refuse:
             raise DriverError("lidar: busy")
@@ -139,19 +146,15 @@ class _SilentLidar:
         return None
 
 
-def _asked(lidar: _SilentLidar) -> Sequence[tuple[float, float]]:
-    return lidar.asked
-
-
 def test_an_unanswered_scan_is_forgotten_and_the_sweep_goes_on() -> None:
     lidar = _SilentLidar()
     sweep = LidarSweep(lidar, SECTOR)
     sweep.poll(0.0, paused=False)
-    assert _asked(lidar) == [(100.0, 0.0), (100.2, 0.0)]
+    assert lidar.asked == [(100.0, 0.0), (100.2, 0.0)]
     sweep.poll(SCAN_TIMEOUT_S - 1.0, paused=False)
-    assert len(_asked(lidar)) == 2  # still waiting for both
+    assert len(lidar.asked) == 2  # still waiting for both
     sweep.poll(SCAN_TIMEOUT_S + 1.0, paused=False)
-    assert _asked(lidar)[2:] == [(pytest.approx(100.4), 0.0), (pytest.approx(100.6), 0.0)]
+    assert lidar.asked[2:] == [(pytest.approx(100.4), 0.0), (pytest.approx(100.6), 0.0)]
 
 
 def test_a_refused_scan_is_counted_and_asked_again_next_poll() -> None:
