@@ -28,6 +28,7 @@ import argparse
 import logging
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,18 +139,41 @@ def _look(cfg: TowerConfig, world: SimWorld, seed: int, elevation_deg: float) ->
     return probe.result()
 
 
-def fire_row(base: Scenario, range_m: float, wind: str, size_m: float, trials: int,
-             tmp: Path) -> Row:  # fmt: skip
-    row = Row(f"{size_m:g} m fire {range_m / 1000:>4.0f} km {wind:<5} wind")
+def _fire_trials(base: Scenario, range_m: float, wind: str, size_m: float, trials: int,
+                 tmp: Path) -> Iterator[tuple[int, Scenario, SimWorld, TowerConfig, FireReporter]]:  # fmt: skip
+    """One fire on the bearing at range_m in the given wind, a world and reporter per trial."""
     weather = base.weather.model_copy(update={"wind_from_deg": (BEARING_DEG + WINDS[wind]) % 360})
     fire = Fire(id="fire", at=Place(bearing_deg=BEARING_DEG, range_m=range_m), size_m=size_m,
                 start_s=0.0)  # fmt: skip
     for trial in range(trials):
         scenario = base.model_copy(update={"fires": [fire], "weather": weather, "seed": trial})
-        world = SimWorld(scenario, trial)
         cfg = _config(scenario, tmp)
         reporter = FireReporter(cfg, AlarmBook(tmp / "alarms.json", cfg.tower.id, cfg.alarm),
                                 sink=None, relay=None)  # type: ignore[arg-type]  # fmt: skip
+        yield trial, scenario, SimWorld(scenario, trial), cfg, reporter
+
+
+def _no_smoke_scenarios(base: Scenario, trials: int, *, visibility_km: float | None = None,
+                        building_m: float | None = None) -> Iterator[tuple[int, Scenario]]:  # fmt: skip
+    """No fire; optionally fog or haze, or a building on the bearing; one per trial."""
+    weather = base.weather
+    if visibility_km is not None:
+        weather = weather.model_copy(update={"visibility_km": visibility_km})
+    world_spec = base.world
+    if building_m is not None:
+        house = Building(at=Place(bearing_deg=BEARING_DEG, range_m=building_m), width_m=20.0,
+                         height_m=8.0)  # fmt: skip
+        world_spec = world_spec.model_copy(update={"buildings": [house]})
+    for trial in range(trials):
+        yield trial, base.model_copy(update={"fires": [], "weather": weather, "world": world_spec,
+                                             "seed": trial})  # fmt: skip
+
+
+def fire_row(base: Scenario, range_m: float, wind: str, size_m: float, trials: int,
+             tmp: Path) -> Row:  # fmt: skip
+    row = Row(f"{size_m:g} m fire {range_m / 1000:>4.0f} km {wind:<5} wind")
+    for trial, scenario, world, cfg, reporter in _fire_trials(base, range_m, wind, size_m,
+                                                              trials, tmp):  # fmt: skip
         lat, lon = destination(scenario.tower.lat, scenario.tower.lon, BEARING_DEG, range_m)
         ground_m = cfg.tower.ground_elevation_m + cfg.geolocation.canopy_height_m
         _, elevation = bearing_elevation_to(reporter.site, lat, lon, ground_m,
@@ -172,20 +196,10 @@ def fire_row(base: Scenario, range_m: float, wind: str, size_m: float, trials: i
     return row
 
 
-def no_smoke_row(base: Scenario, name: str, trials: int, tmp: Path, *,
-                 visibility_km: float | None = None, building_m: float | None = None) -> Row:  # fmt: skip
+def no_smoke_row(base: Scenario, name: str, trials: int, tmp: Path,
+                 **case: float) -> Row:  # fmt: skip
     row = Row(name)
-    weather = base.weather
-    if visibility_km is not None:
-        weather = weather.model_copy(update={"visibility_km": visibility_km})
-    world_spec = base.world
-    if building_m is not None:
-        house = Building(at=Place(bearing_deg=BEARING_DEG, range_m=building_m), width_m=20.0,
-                         height_m=8.0)  # fmt: skip
-        world_spec = world_spec.model_copy(update={"buildings": [house]})
-    for trial in range(trials):
-        scenario = base.model_copy(update={"fires": [], "weather": weather, "world": world_spec,
-                                           "seed": trial})  # fmt: skip
+    for trial, scenario in _no_smoke_scenarios(base, trials, **case):
         world = SimWorld(scenario, trial)
         cfg = _config(scenario, tmp)
         result = _look(cfg, world, 2000 + trial, -0.25)
@@ -232,15 +246,8 @@ def _inside_ellipse(geo: Geolocation, lat: float, lon: float) -> bool:
 def sweep_row(base: Scenario, range_m: float, wind: str, size_m: float, trials: int,
               tmp: Path) -> Row:  # fmt: skip
     row = Row(f"{size_m:g} m fire {range_m / 1000:>4.0f} km {wind:<5} wind")
-    weather = base.weather.model_copy(update={"wind_from_deg": (BEARING_DEG + WINDS[wind]) % 360})
-    fire = Fire(id="fire", at=Place(bearing_deg=BEARING_DEG, range_m=range_m), size_m=size_m,
-                start_s=0.0)  # fmt: skip
-    for trial in range(trials):
-        scenario = base.model_copy(update={"fires": [fire], "weather": weather, "seed": trial})
-        world = SimWorld(scenario, trial)
-        cfg = _config(scenario, tmp)
-        reporter = FireReporter(cfg, AlarmBook(tmp / "alarms.json", cfg.tower.id, cfg.alarm),
-                                sink=None, relay=None)  # type: ignore[arg-type]  # fmt: skip
+    for trial, scenario, world, cfg, reporter in _fire_trials(base, range_m, wind, size_m,
+                                                              trials, tmp):  # fmt: skip
         fixes, scans = _sweep_once(cfg, world, 3000 + trial)
         row.trials += 1
         assert row.scans is not None and row.errors_m is not None and row.sigmas_m is not None
@@ -262,21 +269,10 @@ def sweep_row(base: Scenario, range_m: float, wind: str, size_m: float, trials: 
     return row
 
 
-def sweep_no_smoke_row(base: Scenario, name: str, trials: int, tmp: Path, *,
-                       visibility_km: float | None = None,
-                       building_m: float | None = None) -> Row:  # fmt: skip
+def sweep_no_smoke_row(base: Scenario, name: str, trials: int, tmp: Path,
+                       **case: float) -> Row:  # fmt: skip
     row = Row(name)
-    weather = base.weather
-    if visibility_km is not None:
-        weather = weather.model_copy(update={"visibility_km": visibility_km})
-    world_spec = base.world
-    if building_m is not None:
-        house = Building(at=Place(bearing_deg=BEARING_DEG, range_m=building_m), width_m=20.0,
-                         height_m=8.0)  # fmt: skip
-        world_spec = world_spec.model_copy(update={"buildings": [house]})
-    for trial in range(trials):
-        scenario = base.model_copy(update={"fires": [], "weather": weather, "world": world_spec,
-                                           "seed": trial})  # fmt: skip
+    for trial, scenario in _no_smoke_scenarios(base, trials, **case):
         fixes, scans = _sweep_once(_config(scenario, tmp), SimWorld(scenario, trial), 4000 + trial)
         row.trials += 1
         assert row.scans is not None

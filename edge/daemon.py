@@ -495,8 +495,6 @@ class TowerDaemon:
             return
         fan_holds_lidar = self.look is not None and self.look.probe is not None
         smoke = self.sweep.poll(now, paused=fan_holds_lidar)
-        for name, value in self.sweep.counters.items():
-            self.counters[f"lidar_sweep_{name}"] = value
         if smoke is not None:
             self._on_smoke(smoke, now)
 
@@ -711,6 +709,9 @@ class TowerDaemon:
         if uplink.outbox_recovered:
             problems.append(str(uplink.outbox_recovered))
         problems.extend(self._field_problems())
+        if self.sweep is not None:
+            # the sweep keeps its own counts; the status carries them (not copied per frame)
+            self.counters.update({f"lidar_sweep_{k}": v for k, v in self.sweep.counters.items()})
         status = self.status.message(
             now=self.clock.now(),
             health=self.devices.health(),

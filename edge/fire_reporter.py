@@ -158,10 +158,10 @@ class FireReporter:
 
     def smoke_seen_again(self, alarm_id: str, smoke: SmokeFix, now: float) -> None:
         """The sweep found an open smoke alarm's plume again: the fire still burns."""
-        geo, sigma_bearing_deg = self.smoke_geolocation(smoke)
         alarm = next((a for a in self.alarms.open_alarms() if a.alarm_id == alarm_id), None)
         if alarm is None:
             return
+        geo, sigma_bearing_deg = self.smoke_geolocation(smoke)
         before = alarm.observation
         observation = FireObservation.from_geolocation(
             geo, t=smoke.t, bearing_sigma_deg=sigma_bearing_deg, a_eq_m2=0.0,
@@ -179,16 +179,18 @@ class FireReporter:
         lies that drift away in a direction the tower does not know, so the drift widens
         both the range (along the beam) and the bearing (across it).
         """
-        g = self.cfg.geolocation
         drift_m = self.plume_drift_m(smoke.range_m, smoke.elevation_deg)
-        sigma_range_m = math.hypot(g.sigma_lidar_m, drift_m)
-        sigma_bearing_deg = math.hypot(g.sigma_pan_deg, math.degrees(drift_m / smoke.range_m))
-        errors = replace(self.errors, sigma_pan_deg=sigma_bearing_deg, sigma_lidar_m=sigma_range_m)
-        geo = geolocate(self.site, smoke.azimuth_deg, smoke.elevation_deg,
-                        terrain=self.terrain, ground_elevation_m=self.cfg.tower.ground_elevation_m,
-                        lidar_range_m=smoke.range_m, k=g.refraction_k, max_range_m=g.max_range_m,
-                        errors=errors)  # fmt: skip
+        sigma_bearing_deg = math.hypot(self.cfg.geolocation.sigma_pan_deg,
+                                       math.degrees(drift_m / smoke.range_m))  # fmt: skip
+        geo = self._geolocate(smoke.azimuth_deg, smoke.elevation_deg, smoke.range_m,
+                              self.plume_range_sigma_m(smoke.range_m, smoke.elevation_deg),
+                              sigma_pan_deg=sigma_bearing_deg)  # fmt: skip
         return geo, sigma_bearing_deg
+
+    def plume_range_sigma_m(self, slant_range_m: float, beam_elevation_deg: float) -> float:
+        """1-σ of a range taken on a plume: the lidar's accuracy and the plume's drift."""
+        drift_m = self.plume_drift_m(slant_range_m, beam_elevation_deg)
+        return math.hypot(self.cfg.geolocation.sigma_lidar_m, drift_m)
 
     def plume_drift_m(self, slant_range_m: float, beam_elevation_deg: float) -> float:
         """1-σ distance between where a beam crossed a plume and the plume's fire."""
@@ -213,11 +215,10 @@ class FireReporter:
         return None
 
     def _smoke_evidence(self, smoke: SmokeFix) -> dict[str, Any]:
-        drift_m = self.plume_drift_m(smoke.range_m, smoke.elevation_deg)
         return smoke.evidence | {
             "range_used": True,
-            "range_sigma_m": round(math.hypot(self.cfg.geolocation.sigma_lidar_m, drift_m), 1),
-            "drift_sigma_m": round(drift_m, 1),
+            "range_sigma_m": round(self.plume_range_sigma_m(smoke.range_m, smoke.elevation_deg), 1),
+            "drift_sigma_m": round(self.plume_drift_m(smoke.range_m, smoke.elevation_deg), 1),
         }
 
     def not_seen(self, alarm_id: str, now: float) -> None:
@@ -289,7 +290,7 @@ class FireReporter:
         beam_deg = lidar.beam_elevation_deg
         if beam_deg is None:
             beam_deg = lidar.tilt_deg if lidar.tilt_deg is not None else 0.0
-        return math.hypot(g.sigma_lidar_m, self.plume_drift_m(lidar.range_m, beam_deg))
+        return self.plume_range_sigma_m(lidar.range_m, beam_deg)
 
     def _geolocate(
         self,
@@ -297,8 +298,13 @@ class FireReporter:
         elevation_deg: float,
         lidar_range_m: float | None = None,
         sigma_lidar_m: float = 0.0,
+        *,
+        sigma_pan_deg: float | None = None,
     ) -> Geolocation:
         g = self.cfg.geolocation
+        errors = replace(self.errors, sigma_lidar_m=sigma_lidar_m)
+        if sigma_pan_deg is not None:
+            errors = replace(errors, sigma_pan_deg=sigma_pan_deg)
         return geolocate(
             self.site,
             bearing_deg,
@@ -309,7 +315,7 @@ class FireReporter:
             lidar_range_m=lidar_range_m,
             k=g.refraction_k,
             max_range_m=g.max_range_m,
-            errors=replace(self.errors, sigma_lidar_m=sigma_lidar_m),
+            errors=errors,
         )
 
     def observation(

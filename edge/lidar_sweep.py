@@ -21,13 +21,14 @@ ignores the sweep's; a sweep scan unanswered for ``SCAN_TIMEOUT_S`` is forgotten
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 import structlog
 
-from detectors.geometry import angle_diff_deg
+from detectors.geometry import angle_diff_deg, signed_delta_deg
 from detectors.lidar_returns import LidarReturn, ProfileAnalysis, analyse_profile
 from drivers.base import DriverError, LidarProfile, SmokeLidar
 from edge.lidar_probe import ProbeResult
@@ -159,8 +160,18 @@ class _Chase:
         ]
         return max(near, key=lambda r: r.peak_z) if near else None
 
-    def span_deg(self, step_deg: float) -> float:
-        offsets = [(h.azimuth_deg - self.origin_deg + 180.0) % 360.0 - 180.0 for h in self.hits]
+    @property
+    def strongest(self) -> _Hit:
+        return max(self.hits, key=lambda h: h.peak_z)
+
+    def offsets_deg(self, hits: Iterable[_Hit]) -> list[float]:
+        """Each hit's azimuth from where the chase began, signed."""
+        return [signed_delta_deg(self.origin_deg, h.azimuth_deg) for h in hits]
+
+    def body_span_deg(self, step_deg: float) -> float:
+        """Azimuth span of the directions whose return is at least half the strongest."""
+        floor = 0.5 * self.strongest.peak_z
+        offsets = self.offsets_deg(h for h in self.hits if h.peak_z >= floor)
         return max(offsets) - min(offsets) + step_deg
 
 
@@ -329,7 +340,7 @@ class LidarSweep:
         if self._is_layer(chase):
             self.counters["layers"] += 1
             log.info("lidar sweep: a layer, not smoke", range_m=round(chase.range_m),
-                     span_deg=round(self._body_span_deg(chase), 2))  # fmt: skip
+                     span_deg=round(chase.body_span_deg(self.settings.azimuth_step_deg), 2))  # fmt: skip
             return None
         fix = self._fix(chase, profile_t)
         self.counters["plumes"] += 1
@@ -337,22 +348,15 @@ class LidarSweep:
                  range_m=round(fix.range_m), across_m=round(fix.across_m))  # fmt: skip
         return fix
 
-    def _body_span_deg(self, chase: _Chase) -> float:
-        """Azimuth span of the directions whose return is at least half the strongest."""
-        strongest = max(h.peak_z for h in chase.hits)
-        body = _Chase(chase.elevation_deg, chase.origin_deg, chase.range_m,
-                      [h for h in chase.hits if h.peak_z >= 0.5 * strongest])  # fmt: skip
-        return body.span_deg(self.settings.azimuth_step_deg)
-
     def _is_layer(self, chase: _Chase) -> bool:
-        if not max(chase.hits, key=lambda h: h.peak_z).plume_like:
+        if not chase.strongest.plume_like:
             return True  # its core is longer along the beam than a plume is deep
-        span = self._body_span_deg(chase)
+        span = chase.body_span_deg(self.settings.azimuth_step_deg)
         return span >= MIN_LAYER_SPAN_DEG or _across_m(span, chase.range_m) > MAX_PLUME_ACROSS_M
 
     def _fix(self, chase: _Chase, t: float) -> SmokeFix:
-        strongest = max(chase.hits, key=lambda h: h.peak_z)
-        span = self._body_span_deg(chase)
+        strongest = chase.strongest
+        span = chase.body_span_deg(self.settings.azimuth_step_deg)
         directions = len({round(h.azimuth_deg, 6) for h in chase.hits})
         evidence: dict[str, Any] = {
             "found_by": "sweep",
@@ -371,7 +375,7 @@ class LidarSweep:
 
     def _quiet_around(self, chase: _Chase, now: float) -> None:
         step = self.settings.azimuth_step_deg
-        offsets = [(h.azimuth_deg - chase.origin_deg + 180.0) % 360.0 - 180.0 for h in chase.hits]
+        offsets = chase.offsets_deg(chase.hits)
         low = (chase.origin_deg + min(offsets) - 2 * step) % 360.0
         span = max(offsets) - min(offsets) + 4 * step
         self._quiet = [q for q in self._quiet if q.until > now]

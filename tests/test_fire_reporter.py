@@ -54,6 +54,16 @@ def verdict() -> Verdict:
     return Verdict("confirmed", "fire", 135.0, -0.32, 60.0, 1e-8, 0.9, {"persistence": 1.0})
 
 
+def reporter_for(
+    cfg: TowerConfig, tmp_path: Path, log: list[str] | None = None
+) -> tuple[FireReporter, Sink]:
+    """A reporter on a fresh alarm book; given a log, its sink and relay write to it."""
+    sink = Sink([] if log is None else log)
+    relay = None if log is None else Relay(log)
+    book = AlarmBook(tmp_path / "alarms.json", cfg.tower.id, cfg.alarm)
+    return FireReporter(cfg, book, sink, relay), sink
+
+
 @pytest.fixture
 def cfg(tmp_path: Path) -> TowerConfig:
     return load_config(ROOT / "config" / "simulated.yaml", [f"storage.state_dir={tmp_path}"])
@@ -63,9 +73,7 @@ def test_a_new_fire_closes_the_relay_then_stores_and_sends(
     cfg: TowerConfig, tmp_path: Path
 ) -> None:
     log: list[str] = []
-    sink = Sink(log)
-    book = AlarmBook(tmp_path / "alarms.json", cfg.tower.id, cfg.alarm)
-    reporter = FireReporter(cfg, book, sink, Relay(log))
+    reporter, sink = reporter_for(cfg, tmp_path, log)
     reporter.confirmed(verdict(), T0 - 10.0, None, T0)
     assert log == ["relay on", "relay on", "alarm confirmed"]
     (message,) = sink.alarms
@@ -198,9 +206,7 @@ def test_smoke_without_a_flame_raises_a_located_alarm_on_the_lidar_fix(
     cfg: TowerConfig, tmp_path: Path
 ) -> None:
     log: list[str] = []
-    sink = Sink(log)
-    book = AlarmBook(tmp_path / "alarms.json", cfg.tower.id, cfg.alarm)
-    reporter = FireReporter(cfg, book, sink, Relay(log))
+    reporter, sink = reporter_for(cfg, tmp_path, log)
     reporter.smoke_alarm(_smoke(), _no_flame(), None, T0)
     assert log[0] == "relay on" and "alarm confirmed" in log
     (message,) = sink.alarms
@@ -225,17 +231,16 @@ def test_a_plume_at_a_mapped_stack_is_explained_by_it(cfg: TowerConfig, tmp_path
     lat, lon = destination(cfg.tower.lat, cfg.tower.lon, 250.0, 4000.0)
     stack = KnownSource(name="flare-7", kind="flare", lat=lat, lon=lon, height_m=30.0)
     cfg = cfg.model_copy(update={"known_sources": (stack,)})
-    book = AlarmBook(tmp_path / "alarms.json", cfg.tower.id, cfg.alarm)
-    reporter = FireReporter(cfg, book, Sink([]), None)
+    reporter, _ = reporter_for(cfg, tmp_path)
     assert reporter.mapped_smoke_source(_smoke()) == "flare-7"
     assert reporter.mapped_smoke_source(_smoke(azimuth_deg=256.0)) is None  # 420 m aside
     assert reporter.mapped_smoke_source(_smoke(range_m=5000.0)) is None
 
 
 def test_finding_a_smoke_alarms_plume_again_keeps_it_open(cfg: TowerConfig, tmp_path: Path) -> None:
-    book = AlarmBook(tmp_path / "alarms.json", cfg.tower.id, cfg.alarm)
-    reporter = FireReporter(cfg, book, Sink([]), None)
+    reporter, _ = reporter_for(cfg, tmp_path)
     reporter.smoke_alarm(_smoke(), _no_flame(), None, T0)
+    book = reporter.alarms
     (alarm,) = book.open_alarms()
     reporter.smoke_seen_again(alarm.alarm_id, replace(_smoke(), t=T0 + 200.0), T0 + 200.0)
     (again,) = book.open_alarms()
