@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ import numba
 import numpy as np
 
 from detectors import radiometry
-from detectors.blobs import make_blobs
+from detectors.blobs import Blob, make_blobs
 from detectors.hotspot import (
     HotspotParams,
     detect_hotspots,
@@ -18,6 +19,7 @@ from detectors.hotspot import (
     radiance_lut,
     relative_params,
 )
+from detectors.registration import VerticalRegistration
 from detectors.suppression import (
     AngularSource,
     AngularZone,
@@ -248,6 +250,12 @@ class FramePipeline:
         self._memory: PoseMemory | None = None
         self._sky_cache: tuple[tuple[float, float, float], np.ndarray | None] | None = None
         self._frame_index = -1
+        # Tracks live in the coordinates of the visit's first frame: a swaying mast moves
+        # the whole scene, and a fire must not look like a vehicle for it.
+        self._registration = VerticalRegistration()
+        self._frame_dy = 0.0  # this frame's scene shift against the visit's first frame
+        self._visit_dy_sum = 0.0
+        self._visit_dy_count = 0
 
     # ------------------------------------------------------------------ helpers
 
@@ -294,6 +302,30 @@ class FramePipeline:
         dpan = (pan_deg - mem.pan_deg + 180.0) % 360.0 - 180.0
         return dpan / deg_per_px, -(tilt_deg - mem.tilt_deg) / deg_per_px
 
+    @property
+    def registration(self) -> VerticalRegistration:
+        return self._registration
+
+    def _nominal_y(self, y: float) -> float:
+        """A track's row at the pose's mean pointing: the sway averages out over a visit."""
+        if self._visit_dy_count == 0:
+            return y
+        return y + self._visit_dy_sum / self._visit_dy_count
+
+    def _register(self, kelvin: np.ndarray, blobs: list[Blob]) -> list[Blob]:
+        """Blobs moved into the visit's first-frame coordinates (only frames with blobs pay)."""
+        if not blobs:
+            return blobs
+        dy = self._registration.shift_px(kelvin)
+        if dy is not None:
+            # a failed estimate keeps the last one: sway is continuous, 0 would be a jump
+            self._frame_dy = dy
+            self._visit_dy_sum += dy
+            self._visit_dy_count += 1
+        if self._frame_dy == 0.0:
+            return blobs
+        return [dataclasses.replace(b, y=b.y - self._frame_dy) for b in blobs]
+
     def _decision(
         self,
         track: Track,
@@ -305,7 +337,9 @@ class FramePipeline:
     ) -> Decision:
         last = track.last
         assert self._pose is not None
-        pan, tilt = pixel_to_pan_tilt(last.x, last.y, *self._pose, self.width_px, self.height_px)
+        pan, tilt = pixel_to_pan_tilt(
+            last.x, self._nominal_y(last.y), *self._pose, self.width_px, self.height_px
+        )
         track.qualified = track.qualified or event == "candidate"
         if event == "rejected":
             track.rejected_reason = reason
@@ -313,7 +347,7 @@ class FramePipeline:
             t=t,
             track_id=track.track_id,
             x=last.x,
-            y=last.y,
+            y=last.y + self._frame_dy,  # in this frame, where it can be measured
             pan_deg=pan,
             tilt_deg=tilt,
             event=event,
@@ -353,7 +387,7 @@ class FramePipeline:
                     Sighting(
                         t=track.last.t,
                         x=float(np.median([o.x for o in track.observations])),
-                        y=float(np.median([o.y for o in track.observations])),
+                        y=self._nominal_y(float(np.median([o.y for o in track.observations]))),
                         a_eq_m2_per_range2=track.last.a_eq_m2_per_range2,
                     )
                 )
@@ -361,7 +395,7 @@ class FramePipeline:
                 not track.qualified
                 and track.rejected_reason is None
                 and track.hits >= sp.min_hits
-                and touches_mask(road_mask, track.last.x, track.last.y, 0)
+                and touches_mask(road_mask, track.last.x, self._nominal_y(track.last.y), 0)
             ):
                 decisions.append(self._decision(track, t, "rejected", "road", 0.0))
         mean = self._visit.take_mean()
@@ -419,6 +453,9 @@ class FramePipeline:
             decisions.extend(self._end_visit(t, road_mask))
             self._pose = (pan_deg, tilt_deg, hfov_deg)
             self._memory = self._memories.lookup(pan_deg, tilt_deg, hfov_deg)
+            self._registration.begin(kelvin)
+            self._frame_dy = self._visit_dy_sum = 0.0
+            self._visit_dy_count = 0
         assert self._pose is not None
 
         hp = self._hotspot[is_day]
@@ -437,6 +474,7 @@ class FramePipeline:
             hp.saturation_k,
             self.params.max_blobs_per_frame,
         )
+        blobs = self._register(kelvin, blobs)
         self._visit.add(kelvin, t)
         touched, ended = self._tracker.update(t, blobs)
         for track in ended:
@@ -483,8 +521,9 @@ class FramePipeline:
         sp = self.params.suppression
         last = track.last
         assert self._pose is not None
-        pan, tilt = pixel_to_pan_tilt(last.x, last.y, *self._pose, self.width_px, self.height_px)
-        if touches_mask(static_mask, last.x, last.y, sp.static_contact_px):
+        nominal_y = self._nominal_y(last.y)
+        pan, tilt = pixel_to_pan_tilt(last.x, nominal_y, *self._pose, self.width_px, self.height_px)
+        if touches_mask(static_mask, last.x, nominal_y, sp.static_contact_px):
             return self._decision(track, t, "rejected", "static", 0.0)
         src = near_known_source(pan, tilt, known_sources, sp.source_drift_tolerance_deg)
         if src is not None:
@@ -513,7 +552,7 @@ class FramePipeline:
             return self._decision(track, t, "rejected", reason, 0.0)
         if track.qualified or track.persistence < sp.min_persistence:
             return None
-        if touches_mask(road_mask, last.x, last.y, 0) and not self._too_large_for_a_vehicle(
+        if touches_mask(road_mask, last.x, nominal_y, 0) and not self._too_large_for_a_vehicle(
             track, ground_range_m
         ):
             enough, cooling = road_evidence(track, self._memory, t, sp)

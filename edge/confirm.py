@@ -21,6 +21,7 @@ import numpy as np
 from detectors import radiometry
 from detectors.blobs import make_blobs
 from detectors.hotspot import HotspotParams, detect_hotspots, radiance_lut
+from detectors.registration import VerticalRegistration
 from detectors.visible_cues import FlameCue, FlameDetector
 from detectors.zoom_test import BlobMeasurement, measure, zoom_test
 from drivers.base import Frame
@@ -95,6 +96,13 @@ class ConfirmationScan:
     flame: FlameDetector = field(default_factory=FlameDetector)
     flame_cue: FlameCue | None = None
     visible_frames: int = 0
+    # Sightings are kept in the first frame's coordinates: the mast's sway moves the
+    # whole scene and must not read as the drift of a vehicle (detectors.registration).
+    registration: VerticalRegistration = field(default_factory=VerticalRegistration)
+    frame_dy: float = 0.0
+    dy_sum: float = 0.0
+    dy_count: int = 0
+    last_frame_dy: float = 0.0
 
     def add_visible(self, frame: Frame, pose: tuple[float, float, float]) -> None:
         """A visible frame of the dwell: look for a flame where the hotspot is.
@@ -129,8 +137,22 @@ class ConfirmationScan:
             return None
         return {"frames": self.visible_frames, **self.flame_cue.evidence()}
 
+    def _register(self, frame: Frame) -> None:
+        if self.frames == 1:
+            self.registration.begin(frame.image)
+            return
+        dy = self.registration.shift_px(frame.image)
+        if dy is not None:  # else the last estimate: sway is continuous
+            self.frame_dy = dy
+            self.dy_sum += dy
+            self.dy_count += 1
+
+    def _mean_dy(self) -> float:
+        return self.dy_sum / self.dy_count if self.dy_count else 0.0
+
     def add_frame(self, frame: Frame, pose: tuple[float, float, float], now: float) -> None:
         self.frames += 1
+        self._register(frame)
         hfov = pose[2]
         height, width = frame.image.shape[:2]
         ex, ey = self.context.direction_pixel(
@@ -165,7 +187,7 @@ class ConfirmationScan:
             Sighting(
                 frame.t,
                 x,
-                y,
+                y - self.frame_dy,
                 best.peak_k,
                 best.bg_k,
                 best.a_eq_m2_per_range2,
@@ -175,6 +197,7 @@ class ConfirmationScan:
             )  # fmt: skip
         )
         self.last_frame = frame
+        self.last_frame_dy = self.frame_dy
         self.last_pose = pose
 
     def verdict(self) -> Verdict:
@@ -195,7 +218,7 @@ class ConfirmationScan:
                                confidence, evidence, visible=visible)  # fmt: skip
             last = self.sightings[-1]
             x = statistics.median(s.x for s in self.sightings)
-            y = statistics.median(s.y for s in self.sightings)
+            y = statistics.median(s.y for s in self.sightings) + self._mean_dy()
             height, width = self.last_frame.image.shape[:2]
             bearing, elevation = self.context.pixel_direction(x, y, self.last_pose, width, height)
             return Verdict(
@@ -208,7 +231,7 @@ class ConfirmationScan:
                 confidence,
                 evidence,
                 self.last_frame,
-                (last.x, last.y),
+                (last.x, last.y + self.last_frame_dy),  # in the last frame, for the snapshot
                 visible,
             )
 

@@ -200,6 +200,21 @@ def _deposit(
                 rad[yy, xx] += dl * bank[oy, ox, dy, dx]
 
 
+def _shifted(image: F32, sway_deg: tuple[float, float], pose: Pose) -> F32:
+    """The image as a line of sight turned by (pan, tilt) degrees sees it: turning right
+    moves the scene left, turning up moves it down; the edges repeat what they show."""
+    px_per_deg = pose.width_px / pose.hfov_deg
+    shift = np.array(
+        [[1.0, 0.0, -sway_deg[0] * px_per_deg], [0.0, 1.0, sway_deg[1] * px_per_deg]],
+        dtype=np.float32,
+    )
+    size = (pose.width_px, pose.height_px)
+    return np.asarray(
+        cv2.warpAffine(image, shift, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE),
+        dtype=np.float32,
+    )
+
+
 def _erfc(x: F64) -> F64:
     """Complementary error function (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7), x ≥ 0."""
     t = 1.0 / (1.0 + 0.3275911 * x)
@@ -775,9 +790,22 @@ class SimWorld:
         return np.array(rows, dtype=np.float64).reshape(-1, 6), centres
 
     def render(
-        self, pan_deg: float, tilt_deg: float, hfov_deg: float | None, t_unix: float
+        self,
+        pan_deg: float,
+        tilt_deg: float,
+        hfov_deg: float | None,
+        t_unix: float,
+        *,
+        sway_deg: tuple[float, float] = (0.0, 0.0),
     ) -> tuple[F32, npt.NDArray[np.uint8], list[dict[str, Any]]]:
-        """(thermal Kelvin float32 (H, W), visible BGR uint8 (H, W, 3), ground truth in view)."""
+        """(thermal Kelvin float32 (H, W), visible BGR uint8 (H, W, 3), ground truth in view).
+
+        ``sway_deg`` (pan, tilt) turns the line of sight away from the head's pose, as a
+        mast bending in the wind does: the optical image moves across the sensor, whose
+        fixed pattern and noise stay put. For the few hundredths of a degree a mast sways
+        a rotation is a translation of the image (sub-pixel, bilinear); the thermal frame
+        moves, the visible frame and the truth stay at the pose.
+        """
         pose = self.pose_for(pan_deg, tilt_deg, hfov_deg)
         c = self._cache(pose)
         scn = self.scenario
@@ -815,6 +843,8 @@ class SimWorld:
         counts = np.zeros(max(1, len(things)), dtype=np.int64)
         if elems.shape[0]:
             _deposit(obs, surf, c.ground_range, elems, self._bank, _PSF_OVERSAMPLE, counts)
+        if sway_deg != (0.0, 0.0):
+            obs = _shifted(obs, sway_deg, pose)
         scene_k = brightness_temperature(obs)
         shutter_k = air + 5.0
         thermal = self.sensor.apply(scene_k, t_unix, shutter_k)

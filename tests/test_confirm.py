@@ -235,3 +235,39 @@ def test_without_visible_frames_the_verdict_says_nothing_of_the_visible_camera(
     frames = _frames(20, lambda image, k: _add_point(image, 320.0, 256.0, 120.0))
     verdict = _verdict(cfg, _candidate(wide, 319.5, 255.5), frames)
     assert verdict.visible is None
+
+
+def _banded_scene(seed: int, down_px: int) -> np.ndarray:
+    """Rows of ground, dykes and sky (the structure flat land shows), moved ``down_px``."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(512, dtype=np.float64)[:, None] - down_px
+    bands = BACKGROUND_K + 3.0 * np.sin(y / 13.0) + np.where(y > 180, 4.0, 0.0)
+    return (bands + rng.normal(0.0, 0.05, (512, 640))).astype(np.float32)
+
+
+def test_a_steady_fire_seen_from_a_swaying_mast_is_confirmed_not_a_vehicle(
+    cfg: TowerConfig,
+) -> None:
+    # zoomed ×2 a sway of 0.02° is 4.4 px: the whole scene bobs up and down by that much;
+    # 22 frames at 10 Hz are two periods of the mast's 1.1 s mode
+    wide = _scene(3)
+    _add_point(wide, 319.5, 255.5, 30.0)
+
+    def frames(amplitude_px: float) -> list[Frame]:
+        out = []
+        for k in range(22):
+            down = round(amplitude_px * np.sin(2.0 * np.pi * 0.1 * k / 1.1))
+            image = _banded_scene(200 + k, down)
+            _add_point(image, 320.0, 256.0 + down, 120.0)
+            out.append(Frame(image, T0 + 0.1 * k, k, True, PAN, TILT, NARROW_HFOV))
+        return out
+
+    still = _verdict(cfg, _candidate(wide, 319.5, 255.5), frames(0.0))
+    swaying = _verdict(cfg, _candidate(wide, 319.5, 255.5), frames(4.4))
+    assert swaying.outcome == "confirmed", swaying.evidence
+    assert swaying.evidence["drift_px"] < 1.0
+    deg_per_px = NARROW_HFOV / 640
+    assert swaying.elevation_deg == pytest.approx(still.elevation_deg, abs=0.3 * deg_per_px)
+    # the snapshot's mark is where the fire is in the last frame, not in the first
+    last_down = round(4.4 * np.sin(2.0 * np.pi * 2.1 / 1.1))
+    assert swaying.hotspot_xy[1] == pytest.approx(256.0 + last_down, abs=0.5)
