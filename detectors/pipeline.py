@@ -253,9 +253,6 @@ class FramePipeline:
         # Tracks live in the coordinates of the visit's first frame: a swaying mast moves
         # the whole scene, and a fire must not look like a vehicle for it.
         self._registration = VerticalRegistration()
-        self._frame_dy = 0.0  # this frame's scene shift against the visit's first frame
-        self._visit_dy_sum = 0.0
-        self._visit_dy_count = 0
 
     # ------------------------------------------------------------------ helpers
 
@@ -302,29 +299,18 @@ class FramePipeline:
         dpan = (pan_deg - mem.pan_deg + 180.0) % 360.0 - 180.0
         return dpan / deg_per_px, -(tilt_deg - mem.tilt_deg) / deg_per_px
 
-    @property
-    def registration(self) -> VerticalRegistration:
-        return self._registration
-
     def _nominal_y(self, y: float) -> float:
         """A track's row at the pose's mean pointing: the sway averages out over a visit."""
-        if self._visit_dy_count == 0:
-            return y
-        return y + self._visit_dy_sum / self._visit_dy_count
+        return y + self._registration.mean_px
 
     def _register(self, kelvin: np.ndarray, blobs: list[Blob]) -> list[Blob]:
         """Blobs moved into the visit's first-frame coordinates (only frames with blobs pay)."""
         if not blobs:
             return blobs
-        dy = self._registration.shift_px(kelvin)
-        if dy is not None:
-            # a failed estimate keeps the last one: sway is continuous, 0 would be a jump
-            self._frame_dy = dy
-            self._visit_dy_sum += dy
-            self._visit_dy_count += 1
-        if self._frame_dy == 0.0:
+        dy = self._registration.follow(kelvin)
+        if dy == 0.0:
             return blobs
-        return [dataclasses.replace(b, y=b.y - self._frame_dy) for b in blobs]
+        return [dataclasses.replace(b, y=b.y - dy) for b in blobs]
 
     def _decision(
         self,
@@ -347,7 +333,7 @@ class FramePipeline:
             t=t,
             track_id=track.track_id,
             x=last.x,
-            y=last.y + self._frame_dy,  # in this frame, where it can be measured
+            y=last.y + self._registration.current_px,  # in this frame, to be measured there
             pan_deg=pan,
             tilt_deg=tilt,
             event=event,
@@ -454,8 +440,6 @@ class FramePipeline:
             self._pose = (pan_deg, tilt_deg, hfov_deg)
             self._memory = self._memories.lookup(pan_deg, tilt_deg, hfov_deg)
             self._registration.begin(kelvin)
-            self._frame_dy = self._visit_dy_sum = 0.0
-            self._visit_dy_count = 0
         assert self._pose is not None
 
         hp = self._hotspot[is_day]

@@ -37,9 +37,14 @@ class VerticalRegistration:
         self._clip = (0.0, 0.0)
         self.estimates = 0
         self.failures = 0
+        self._followed = 0
+        self.current_px = 0.0  # the latest estimate since begin()
+        self._sum_px = 0.0
 
     def begin(self, frame: npt.NDArray[np.floating]) -> None:
         """Take ``frame`` as the reference: its scene position is shift 0."""
+        self.current_px = self._sum_px = 0.0
+        self._followed = 0
         sample = np.asarray(frame[::4, ::4], dtype=np.float32)
         finite = sample[np.isfinite(sample)]
         if finite.size == 0:
@@ -63,6 +68,21 @@ class VerticalRegistration:
             return None
         self.estimates += 1
         return lag
+
+    def follow(self, frame: npt.NDArray[np.floating]) -> float:
+        """The shift of ``frame``; without an estimate the last one (sway is continuous,
+        0 would be a jump), which is also what :attr:`mean_px` averages."""
+        shift = self.shift_px(frame)
+        if shift is not None:
+            self.current_px = shift
+            self._sum_px += shift
+            self._followed += 1
+        return self.current_px
+
+    @property
+    def mean_px(self) -> float:
+        """The mean of the estimates since begin(): the pointing a sway oscillates about."""
+        return self._sum_px / self._followed if self._followed else 0.0
 
     def _profile(self, frame: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
         lo, hi = self._clip

@@ -99,9 +99,6 @@ class ConfirmationScan:
     # Sightings are kept in the first frame's coordinates: the mast's sway moves the
     # whole scene and must not read as the drift of a vehicle (detectors.registration).
     registration: VerticalRegistration = field(default_factory=VerticalRegistration)
-    frame_dy: float = 0.0
-    dy_sum: float = 0.0
-    dy_count: int = 0
     last_frame_dy: float = 0.0
 
     def add_visible(self, frame: Frame, pose: tuple[float, float, float]) -> None:
@@ -137,22 +134,12 @@ class ConfirmationScan:
             return None
         return {"frames": self.visible_frames, **self.flame_cue.evidence()}
 
-    def _register(self, frame: Frame) -> None:
-        if self.frames == 1:
-            self.registration.begin(frame.image)
-            return
-        dy = self.registration.shift_px(frame.image)
-        if dy is not None:  # else the last estimate: sway is continuous
-            self.frame_dy = dy
-            self.dy_sum += dy
-            self.dy_count += 1
-
-    def _mean_dy(self) -> float:
-        return self.dy_sum / self.dy_count if self.dy_count else 0.0
-
     def add_frame(self, frame: Frame, pose: tuple[float, float, float], now: float) -> None:
         self.frames += 1
-        self._register(frame)
+        if self.frames == 1:
+            self.registration.begin(frame.image)
+        else:
+            self.registration.follow(frame.image)
         hfov = pose[2]
         height, width = frame.image.shape[:2]
         ex, ey = self.context.direction_pixel(
@@ -187,7 +174,7 @@ class ConfirmationScan:
             Sighting(
                 frame.t,
                 x,
-                y - self.frame_dy,
+                y - self.registration.current_px,
                 best.peak_k,
                 best.bg_k,
                 best.a_eq_m2_per_range2,
@@ -197,7 +184,7 @@ class ConfirmationScan:
             )  # fmt: skip
         )
         self.last_frame = frame
-        self.last_frame_dy = self.frame_dy
+        self.last_frame_dy = self.registration.current_px
         self.last_pose = pose
 
     def verdict(self) -> Verdict:
@@ -218,7 +205,7 @@ class ConfirmationScan:
                                confidence, evidence, visible=visible)  # fmt: skip
             last = self.sightings[-1]
             x = statistics.median(s.x for s in self.sightings)
-            y = statistics.median(s.y for s in self.sightings) + self._mean_dy()
+            y = statistics.median(s.y for s in self.sightings) + self.registration.mean_px
             height, width = self.last_frame.image.shape[:2]
             bearing, elevation = self.context.pixel_direction(x, y, self.last_pose, width, height)
             return Verdict(
